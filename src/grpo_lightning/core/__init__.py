@@ -1,0 +1,40 @@
+"""The method in pure torch: no Lightning, no transformers.
+
+Everything here is a function of tensors that returns new tensors; nothing keeps hidden
+state. The LightningModule, the bandit sweep and the tests all call these same functions.
+"""
+
+from grpo_lightning.core.groups import GroupStats, group_counts, group_means, group_stats, group_sums
+from grpo_lightning.core.logprobs import completion_logps
+from grpo_lightning.core.losses import LOSSES, LossSpec, preference_loss, register_loss
+from grpo_lightning.core.weighting import (
+    ESTIMATORS,
+    WEIGHTINGS,
+    GroupWeighting,
+    exponentiated_gradient_step,
+    group_loss_estimate,
+    mix_with_uniform,
+    register_weighting,
+    weighted_objective,
+)
+
+__all__ = [
+    "ESTIMATORS",
+    "LOSSES",
+    "WEIGHTINGS",
+    "GroupStats",
+    "GroupWeighting",
+    "LossSpec",
+    "completion_logps",
+    "exponentiated_gradient_step",
+    "group_counts",
+    "group_loss_estimate",
+    "group_means",
+    "group_stats",
+    "group_sums",
+    "mix_with_uniform",
+    "preference_loss",
+    "register_loss",
+    "register_weighting",
+    "weighted_objective",
+]

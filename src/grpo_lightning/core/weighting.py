@@ -1,0 +1,183 @@
+"""Group weightings: how per-group losses are combined into the θ objective.
+
+Notation (Ramesh et al. 2024, §3): K groups, N_g training pairs in group g, N = Σ_g N_g,
+L_g(θ) the mean preference loss over group g's data. Every strategy keeps a point α of the
+simplex Δ_K (stored by the caller as ``log α``) and turns it into group weights w ∈ Δ_K; the
+θ objective is Σ_g w_g L̂_g with L̂_g an estimate of L_g from the optimizer step's pairs.
+
+* ``uniform``: w_g = N_g / N with the ``scaled_sum`` estimate, which is exactly the pooled
+  mean over the step's pairs (plain DPO/IPO).
+* ``importance``: fixed weights. By default w_g = 1/K, i.e. every pair weighted ∝ 1/N_g
+  (α_g ∝ 1/N_g per pair, the paper's IS baseline), or weights given by the user.
+* ``robust``: GR-DPO/GR-IPO, Algorithm 1: an exponentiated-gradient (mirror ascent) step on α
+  with the detached group losses, α ← α ⊙ exp(η_α L̂) / Z, done in log space, then
+  w = (1 − χ)/K + χ α (the trade-off of §4, χ = 1 is the pure worst-case objective).
+
+Adding a strategy is one subclass decorated with :func:`register_weighting`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+
+ESTIMATORS = ("mean", "scaled_sum")
+
+
+def group_loss_estimate(
+    loss_sums: torch.Tensor,
+    counts: torch.Tensor,
+    *,
+    estimator: str,
+    train_counts: torch.Tensor,
+    total: torch.Tensor | float,
+) -> torch.Tensor:
+    """Estimate L_g from sums of per-pair losses, ``(K,)`` → ``(K,)``. Linear in ``loss_sums``.
+
+    Args:
+        loss_sums: Σ of per-pair losses of each group (over a micro-batch or a whole step).
+        counts: number of pairs of each group in the optimizer step (not the micro-batch),
+            so that summing the estimate over micro-batches gives the step's estimate.
+        estimator: ``mean``: S_g / n_g, the step's group mean (0 for an absent group);
+            ``scaled_sum``: (N / N_g) · S_g / n, with n the step's pair count, an unbiased
+            estimate of L_g when pairs are sampled uniformly. The paper's code uses
+            (N / N_g) · S_g without the 1/n (its ``divide_by_totalcount``); we divide by n so
+            the estimate does not depend on the batch size or on how a step is split into
+            micro-batches. Multiply the paper's η_α by its micro-batch size to compare.
+        train_counts: N_g of the training split, ``(K,)``.
+        total: n, the number of pairs in the optimizer step.
+    """
+    if estimator == "mean":
+        return torch.where(counts > 0, loss_sums / counts.clamp(min=1), torch.zeros_like(loss_sums))
+    if estimator == "scaled_sum":
+        train_counts = train_counts.to(loss_sums)
+        return loss_sums * (train_counts.sum() / train_counts.clamp(min=1)) / total
+    raise ValueError(f"unknown group loss estimator {estimator!r}; choose one of {ESTIMATORS}")
+
+
+def exponentiated_gradient_step(log_alpha: torch.Tensor, group_losses: torch.Tensor, step_size: float) -> torch.Tensor:
+    """One mirror-ascent step on the simplex, in log space (Algorithm 1, α update).
+
+    log α'_g = log α_g + η L_g − log Σ_h exp(log α_h + η L_h).
+
+    ``log_softmax`` subtracts the max before exponentiating, so neither IPO-scale losses
+    (thousands) nor large η overflow, and a weight that underflows to 0 keeps a finite log.
+    Groups absent from the step enter with L_g = 0 (their logit does not move; the paper's
+    code does the same). Returns a new tensor; the inputs are not modified.
+    """
+    return torch.log_softmax(log_alpha + step_size * group_losses.detach().to(log_alpha), dim=-1)
+
+
+def mix_with_uniform(alpha: torch.Tensor, chi: float) -> torch.Tensor:
+    """w = (1 − χ)/K + χ α: χ = 1 is the worst-case objective, χ = 0 the group average."""
+    return (1.0 - chi) / alpha.numel() + chi * alpha
+
+
+def weighted_objective(
+    loss_sums: torch.Tensor,
+    counts: torch.Tensor,
+    weights: torch.Tensor,
+    *,
+    estimator: str,
+    train_counts: torch.Tensor,
+    total: torch.Tensor | float,
+) -> torch.Tensor:
+    """Σ_g w_g L̂_g: the θ objective for a micro-batch whose per-group loss sums are ``loss_sums``
+    (differentiable), with ``counts``/``total`` of the whole optimizer step."""
+    estimate = group_loss_estimate(loss_sums, counts, estimator=estimator, train_counts=train_counts, total=total)
+    return (weights.detach().to(estimate) * estimate).sum()
+
+
+WEIGHTINGS: dict[str, type[GroupWeighting]] = {}
+
+
+def register_weighting(cls):
+    if cls.name in WEIGHTINGS:
+        raise ValueError(f"weighting {cls.name!r} is registered twice")
+    WEIGHTINGS[cls.name] = cls
+    return cls
+
+
+class GroupWeighting:
+    """Base strategy: fixed α, w = α. Subclasses set ``name`` and override what differs."""
+
+    name: ClassVar[str] = ""
+    adaptive: ClassVar[bool] = False
+    forced_estimator: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        *,
+        step_size: float = 0.0,
+        chi: float = 1.0,
+        estimator: str = "mean",
+        weights: Sequence[float] | None = None,
+    ) -> None:
+        if step_size < 0 or not math.isfinite(step_size):
+            raise ValueError(f"weighting.step_size must be a finite number >= 0, got {step_size}")
+        if not 0.0 <= chi <= 1.0:
+            raise ValueError(f"weighting.chi must lie in [0, 1], got {chi}")
+        if estimator not in ESTIMATORS:
+            raise ValueError(f"weighting.estimator must be one of {ESTIMATORS}, got {estimator!r}")
+        if weights is not None and (any(w < 0 for w in weights) or sum(weights) <= 0):
+            raise ValueError(f"weighting.weights must be >= 0 with a positive sum, got {list(weights)}")
+        self.step_size = step_size
+        self.chi = chi
+        self.estimator = self.forced_estimator or estimator
+        self.user_weights = None if weights is None else list(weights)
+
+    def initial_log_alpha(self, train_counts: torch.Tensor) -> torch.Tensor:
+        k = train_counts.numel()
+        return torch.full((k,), -math.log(k), dtype=torch.float64)
+
+    def update(self, log_alpha: torch.Tensor, group_losses: torch.Tensor) -> torch.Tensor:
+        return log_alpha
+
+    def weights(self, log_alpha: torch.Tensor) -> torch.Tensor:
+        return log_alpha.exp()
+
+
+@register_weighting
+class UniformWeighting(GroupWeighting):
+    """Plain DPO/IPO: the pooled mean over pairs, i.e. w_g = N_g / N on unbiased group estimates."""
+
+    name = "uniform"
+    forced_estimator = "scaled_sum"
+
+    def initial_log_alpha(self, train_counts: torch.Tensor) -> torch.Tensor:
+        counts = train_counts.to(torch.float64)
+        return torch.log(counts / counts.sum())
+
+
+@register_weighting
+class ImportanceWeighting(GroupWeighting):
+    """Importance sampling: per-pair weights ∝ 1/N_g, i.e. w_g = 1/K; or the user's weights."""
+
+    name = "importance"
+
+    def initial_log_alpha(self, train_counts: torch.Tensor) -> torch.Tensor:
+        if self.user_weights is None:
+            return super().initial_log_alpha(train_counts)
+        if len(self.user_weights) != train_counts.numel():
+            raise ValueError(
+                f"weighting.weights has {len(self.user_weights)} entries for {train_counts.numel()} groups"
+            )
+        w = torch.tensor(self.user_weights, dtype=torch.float64)
+        return torch.log(w / w.sum())
+
+
+@register_weighting
+class RobustWeighting(GroupWeighting):
+    """Group-robust (GR-DPO / GR-IPO): exponentiated-gradient ascent on α, χ-mixed weights."""
+
+    name = "robust"
+    adaptive = True
+
+    def update(self, log_alpha: torch.Tensor, group_losses: torch.Tensor) -> torch.Tensor:
+        return exponentiated_gradient_step(log_alpha, group_losses, self.step_size)
+
+    def weights(self, log_alpha: torch.Tensor) -> torch.Tensor:
+        return mix_with_uniform(log_alpha.exp(), self.chi)
