@@ -1,0 +1,140 @@
+"""Callbacks: a figure of the group weights over training, and predictions to CSV."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+
+log = logging.getLogger(__name__)
+
+
+def _log_dir(trainer: L.Trainer) -> Path:
+    return Path(trainer.log_dir or trainer.default_root_dir)
+
+
+class GroupWeightFigure(Callback):
+    """Adds a line plot of the group weights w_g over optimizer steps to TensorBoard
+    (tag ``train/group_weights``), after every validation and at the end of training.
+
+    The history is part of the callback's checkpoint state, so a resumed run draws the whole
+    curve.
+
+    Args:
+        every_n_steps: record the weights every this many optimizer steps.
+    """
+
+    def __init__(self, every_n_steps: int = 1) -> None:
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.every_n_steps = every_n_steps
+        self.steps: list[int] = []
+        self.weights: list[list[float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        w = getattr(pl_module, "last_group_weights", None)
+        if w is not None and trainer.global_step % self.every_n_steps == 0:
+            self.steps.append(trainer.global_step)
+            self.weights.append([float(x) for x in w])
+
+    def figure(self, group_names: list[str]):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        series = torch.tensor(self.weights) if self.weights else torch.zeros(0, len(group_names))
+        for g, name in enumerate(group_names):
+            ax.plot(self.steps, series[:, g].tolist() if len(series) else [], label=name)
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("group weight $w_g$")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize="small")
+        ax.set_title("Group weights over training")
+        fig.tight_layout()
+        return fig
+
+    def _draw(self, trainer, pl_module) -> None:
+        if not self.weights or not trainer.is_global_zero:
+            return
+        fig = self.figure(pl_module.group_names)
+        for logger in trainer.loggers:
+            experiment = getattr(logger, "experiment", None)
+            if hasattr(experiment, "add_figure"):
+                experiment.add_figure("train/group_weights", fig, global_step=trainer.global_step)
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._draw(trainer, pl_module)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._draw(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": list(self.steps), "weights": [list(w) for w in self.weights]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.steps = list(state_dict.get("steps", []))
+        self.weights = [list(w) for w in state_dict.get("weights", [])]
+
+
+class PredictionCSVWriter(BasePredictionWriter):
+    """Writes each predicted pair's group, loss, implicit rewards and margin to a CSV file.
+
+    Args:
+        output_path: the CSV file; default ``<log dir>/predictions.csv``.
+    """
+
+    def __init__(self, output_path: str | None = None) -> None:
+        super().__init__(write_interval="epoch")
+        self.output_path = output_path
+
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        rows = []
+        names = pl_module.group_names
+        for batch in predictions:
+            for i in range(len(batch["index"])):
+                rows.append(
+                    {
+                        "index": int(batch["index"][i]),
+                        "group": names[int(batch["group"][i])],
+                        "loss": float(batch["loss"][i]),
+                        "chosen_reward": float(batch["chosen_reward"][i]),
+                        "rejected_reward": float(batch["rejected_reward"][i]),
+                        "margin": float(batch["margin"][i]),
+                    }
+                )
+        if trainer.world_size > 1:
+            gathered = [None] * trainer.world_size
+            torch.distributed.all_gather_object(gathered, rows)
+            rows = sorted((r for part in gathered for r in part), key=lambda r: r["index"])
+        if not trainer.is_global_zero:
+            return
+        path = Path(self.output_path) if self.output_path else _log_dir(trainer) / "predictions.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["index", "group", "loss", "chosen_reward", "rejected_reward", "margin"])
+            writer.writeheader()
+            writer.writerows(rows)
+        log.info("wrote %d predictions to %s", len(rows), path)
+
+
+class SaveTokenizer(Callback):
+    """Saves the run's tokenizer next to its logs and checkpoints (``<log dir>/tokenizer``), so a
+    run with a tokenizer trained in code is self-contained."""
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        tok = getattr(pl_module, "tokenizer", None)
+        if tok is not None and trainer.is_global_zero and hasattr(tok, "save_pretrained"):
+            path = _log_dir(trainer) / "tokenizer"
+            tok.save_pretrained(str(path))
+            log.info("saved the tokenizer to %s", path)

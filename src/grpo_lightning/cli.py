@@ -1,0 +1,78 @@
+"""``grpo``: LightningCLI with fit, validate, test and predict (omegaconf parser mode)."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+
+from grpo_lightning.callbacks import GroupWeightFigure, PredictionCSVWriter, SaveTokenizer
+from grpo_lightning.data import PreferenceDataModule
+from grpo_lightning.module import GroupRobustPreferenceModule
+
+log = logging.getLogger(__name__)
+
+
+class GroupRobustCLI(LightningCLI):
+    """Links what the model learns from the data (group names, N_g, tokenizer, accumulation)
+    and adds the template's callbacks under their own config keys."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.group_names", "model.group_names", apply_on="instantiate")
+        parser.link_arguments("data.train_group_counts", "model.group_counts", apply_on="instantiate")
+        parser.link_arguments("data.tokenizer", "model.tokenizer", apply_on="instantiate")
+        parser.link_arguments("data.accumulate_grad_batches", "model.accumulate_grad_batches", apply_on="instantiate")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "data": {"class_path": "grpo_lightning.data.PreferenceDataModule"},
+                "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 0,
+            }
+        )
+        parser.add_lightning_class_args(GroupWeightFigure, "group_weight_figure")
+        parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
+        parser.add_lightning_class_args(SaveTokenizer, "save_tokenizer")
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+
+    def before_instantiate_classes(self) -> None:
+        # The module optimises manually (the α step needs the whole optimizer step first), so the
+        # Trainer's own accumulation and clipping are redirected to their equivalents here.
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        trainer, data, model = cfg.trainer, cfg.data, cfg.model
+        init = data.init_args if "init_args" in data else data
+        if trainer.get("accumulate_grad_batches", 1) not in (None, 1):
+            log.info("trainer.accumulate_grad_batches=%s -> data.accumulate_grad_batches", trainer.accumulate_grad_batches)
+            init.accumulate_grad_batches = trainer.accumulate_grad_batches
+            trainer.accumulate_grad_batches = 1
+        if trainer.get("gradient_clip_val") is not None:
+            log.info("trainer.gradient_clip_val=%s -> model.gradient_clip_val", trainer.gradient_clip_val)
+            model.gradient_clip_val = trainer.gradient_clip_val
+            if trainer.get("gradient_clip_algorithm"):
+                model.gradient_clip_algorithm = trainer.gradient_clip_algorithm
+            trainer.gradient_clip_val = None
+            trainer.gradient_clip_algorithm = None
+
+
+def main(args: list[str] | None = None) -> GroupRobustCLI:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return GroupRobustCLI(
+        GroupRobustPreferenceModule,
+        PreferenceDataModule,
+        subclass_mode_data=True,
+        parser_kwargs={"parser_mode": "omegaconf"},
+        trainer_defaults={
+            "logger": {
+                "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+                "init_args": {"save_dir": "logs", "name": "default"},
+            },
+        },
+        args=args,
+        auto_configure_optimizers=False,
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

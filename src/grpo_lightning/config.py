@@ -1,0 +1,97 @@
+"""Typed, documented settings of the method, checked when they are built."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from grpo_lightning.core.losses import LOSSES
+from grpo_lightning.core.weighting import ESTIMATORS, WEIGHTINGS, GroupWeighting
+
+ALPHA_ORDERS = ("paper", "lagged")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The preference loss.
+
+    Attributes:
+        name: one of ``dpo`` (logistic; cDPO with ``label_smoothing``), ``ipo`` ((h − 1/(2β))²),
+            ``hinge`` (SLiC), ``exponential``, ``truncated_quadratic``, ``savage`` (the GPO family,
+            Tang et al. 2024) or ``sft`` (−log π(y_w|x), for the supervised stage).
+        beta: β > 0, the strength of the KL regularisation towards the reference.
+        label_smoothing: ε ∈ [0, 0.5), the assumed label-noise rate of cDPO; ``dpo`` only.
+    """
+
+    name: str = "ipo"
+    beta: float = 0.1
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name not in LOSSES:
+            raise ValueError(f"model.loss.name: unknown loss {self.name!r}; choose one of {sorted(LOSSES)}")
+        if not (self.beta > 0 and math.isfinite(self.beta)):
+            raise ValueError(f"model.loss.beta must be a finite number > 0, got {self.beta}")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"model.loss.label_smoothing must lie in [0, 0.5), got {self.label_smoothing}")
+        if self.label_smoothing and self.name != "dpo":
+            raise ValueError(f"model.loss.label_smoothing is defined for the dpo loss only, not {self.name!r}")
+
+
+@dataclass(frozen=True)
+class WeightingConfig:
+    """How group losses are weighted (see :mod:`grpo_lightning.core.weighting`).
+
+    Attributes:
+        name: ``uniform`` (pooled mean: plain DPO/IPO), ``importance`` (fixed weights; per-pair
+            ∝ 1/N_g by default) or ``robust`` (group-robust: exponentiated-gradient steps on α).
+        step_size: η_α ≥ 0 of the exponentiated-gradient step (``robust`` only).
+        chi: χ ∈ [0, 1]; weights are (1 − χ)/K + χ α (``robust`` only; 1 = worst case).
+        estimator: the per-group loss estimate: ``mean`` (the step's group mean) or
+            ``scaled_sum`` ((N/N_g)·Σ_g ℓ / n, the paper's N/N_g scaling, unbiased).
+        alpha_order: ``paper``: update α from the step's losses, then take the θ step with the new
+            α (Algorithm 1; with gradient accumulation a no-grad pre-pass over the step's
+            micro-batches supplies the losses); ``lagged``: the θ step uses the previous α and α is
+            updated after it (the usual online-learning order; no extra compute).
+        weights: user-given group weights for ``importance`` (normalised to sum 1), in the order
+            of the groups.
+    """
+
+    name: str = "uniform"
+    step_size: float = 0.01
+    chi: float = 1.0
+    estimator: str = "mean"
+    alpha_order: str = "paper"
+    weights: list[float] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        if self.name not in WEIGHTINGS:
+            raise ValueError(f"model.weighting.name: unknown weighting {self.name!r}; choose one of {sorted(WEIGHTINGS)}")
+        if not (self.step_size >= 0 and math.isfinite(self.step_size)):
+            raise ValueError(f"model.weighting.step_size must be a finite number >= 0, got {self.step_size}")
+        if not 0.0 <= self.chi <= 1.0:
+            raise ValueError(f"model.weighting.chi must lie in [0, 1], got {self.chi}")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"model.weighting.estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if self.alpha_order not in ALPHA_ORDERS:
+            raise ValueError(f"model.weighting.alpha_order must be one of {ALPHA_ORDERS}, got {self.alpha_order!r}")
+        if self.weights is not None and self.name != "importance":
+            raise ValueError("model.weighting.weights is only used by the importance weighting")
+
+    def build(self) -> GroupWeighting:
+        return WEIGHTINGS[self.name](
+            step_size=self.step_size, chi=self.chi, estimator=self.estimator, weights=self.weights
+        )
+
+
+class LinearWarmup(torch.optim.lr_scheduler.LambdaLR):
+    """Linear warm-up from ``1/(warmup_steps+1)`` of the learning rate to all of it, then constant
+    (the DPO reference code's schedule)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int = 10) -> None:
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        self.warmup_steps = warmup_steps
+        super().__init__(optimizer, lambda step: min(1.0, (step + 1) / (warmup_steps + 1)))

@@ -1,0 +1,5 @@
+from grpo_lightning.data.generated import GeneratedOpinions
+from grpo_lightning.data.module import PreferenceDataModule
+from grpo_lightning.data.rows import DataError
+
+__all__ = ["DataError", "GeneratedOpinions", "PreferenceDataModule"]

@@ -1,0 +1,152 @@
+"""Tokeniser training (for the tiny default model), pair tokenisation and collation."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from grpo_lightning.core.logprobs import IGNORE_INDEX
+
+log = logging.getLogger(__name__)
+
+PAD, EOS = "<pad>", "<eos>"
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 512):
+    """A byte-level BPE tokeniser trained in code on ``texts`` (nothing is downloaded).
+
+    Byte-level, so any UTF-8 text encodes without unknown tokens; ``<pad>`` and ``<eos>`` are
+    special tokens.
+    """
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[PAD, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS)
+
+
+def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, gguf_file: str | None = None):
+    """A pretrained tokeniser; a missing pad token falls back to EOS (the usual causal-LM choice)."""
+    from transformers import AutoTokenizer
+
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    try:
+        tok = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+    except OSError as err:
+        raise OSError(
+            f"could not load data.tokenizer={name_or_path!r}: {err}\n"
+            "Offline (HF_HUB_OFFLINE=1) only local directories and files already in the cache work."
+        ) from err
+    if tok.eos_token_id is None:
+        raise ValueError(f"tokenizer {name_or_path!r} has no EOS token; completions must end with one")
+    if tok.pad_token_id is None:
+        log.info("tokenizer %s has no pad token; using EOS (%r) for padding", name_or_path, tok.eos_token)
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def tokenize_pairs(
+    batch: dict[str, list],
+    *,
+    tokenizer,
+    max_length: int,
+    max_prompt_length: int,
+) -> dict[str, list]:
+    """``datasets.map(batched=True)`` function: prompt + completion + EOS, labels masked on the prompt.
+
+    The prompt is tokenised alone and with each completion; when its tokens are a prefix of the
+    joint encoding the joint ids are used (tokens that merge across the boundary are kept as the
+    tokenizer produces them for real text), otherwise prompt and completion are encoded
+    separately and concatenated (counted as ``prefix_mismatch``). A prompt longer than
+    ``max_prompt_length`` keeps its last tokens; a completion is cut to fit ``max_length``.
+    Output column ``keep`` is False for pairs a truncation left without a completion token.
+    """
+    eos = tokenizer.eos_token_id
+    prompts = tokenizer(batch["prompt"], add_special_tokens=False)["input_ids"]
+    out: dict[str, list] = {k: [] for k in ("prompt_length", "chosen_ids", "rejected_ids", "keep", "note")}
+    for side in ("chosen", "rejected"):
+        joint = tokenizer([p + c for p, c in zip(batch["prompt"], batch[side], strict=True)], add_special_tokens=False)[
+            "input_ids"
+        ]
+        alone = tokenizer(batch[side], add_special_tokens=False)["input_ids"]
+        completions = []
+        for prompt_ids, joint_ids, alone_ids in zip(prompts, joint, alone, strict=True):
+            if joint_ids[: len(prompt_ids)] == prompt_ids:
+                completions.append((joint_ids[len(prompt_ids) :], False))
+            else:
+                completions.append((alone_ids, True))
+        out[f"{side}_ids"] = completions
+    rows = []
+    for prompt_ids, (chosen, mis_c), (rejected, mis_r) in zip(
+        prompts, out["chosen_ids"], out["rejected_ids"], strict=True
+    ):
+        note = "prefix_mismatch" if (mis_c or mis_r) else ""
+        if len(prompt_ids) > max_prompt_length:
+            prompt_ids = prompt_ids[-max_prompt_length:]
+            note = note or "prompt_truncated"
+        budget = max_length - len(prompt_ids)
+        chosen_ids = (chosen + [eos])[:budget]
+        rejected_ids = (rejected + [eos])[:budget]
+        # A pair whose completion text encodes to nothing, or that truncation leaves without a
+        # completion token, carries no answer.
+        keep = len(chosen) > 0 and len(rejected) > 0 and budget >= 1
+        rows.append((len(prompt_ids), prompt_ids + chosen_ids, prompt_ids + rejected_ids, keep, note))
+    return {
+        "prompt_length": [r[0] for r in rows],
+        "chosen_ids": [r[1] for r in rows],
+        "rejected_ids": [r[2] for r in rows],
+        "keep": [r[3] for r in rows],
+        "note": [r[4] for r in rows],
+    }
+
+
+def count_notes(notes: list[str]) -> Counter:
+    return Counter(n for n in notes if n)
+
+
+class PairCollator:
+    """Pads a list of tokenised pairs into one batch, chosen rows first then rejected rows.
+
+    Returns ``input_ids``, ``attention_mask``, ``labels`` of shape ``(2B, T)`` (labels are
+    ``-100`` on the prompt and padding), ``prompt_length`` ``(B,)``, ``group`` ``(B,)`` and
+    ``index`` ``(B,)`` (the pair's row in its split, for predictions).
+    """
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        seqs = [f["chosen_ids"] for f in features] + [f["rejected_ids"] for f in features]
+        plens = [f["prompt_length"] for f in features] * 2
+        width = max(len(s) for s in seqs)
+        input_ids = torch.full((len(seqs), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(seqs), width), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, (seq, plen) in enumerate(zip(seqs, plens, strict=True)):
+            ids = torch.tensor(seq, dtype=torch.long)
+            input_ids[i, : len(seq)] = ids
+            attention_mask[i, : len(seq)] = 1
+            labels[i, plen : len(seq)] = ids[plen:]
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            "prompt_length": torch.tensor([f["prompt_length"] for f in features], dtype=torch.long),
+            "group": torch.tensor([f["group_id"] for f in features], dtype=torch.long),
+            "index": torch.tensor([f["index"] for f in features], dtype=torch.long),
+        }

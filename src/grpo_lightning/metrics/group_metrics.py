@@ -1,0 +1,79 @@
+"""Epoch-level per-group metrics as torchmetrics states, so they are exact across DDP ranks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torchmetrics import Metric
+
+from grpo_lightning.core.groups import group_counts, group_sums
+
+
+class GroupPreferenceMetrics(Metric):
+    """Per-group loss, reward accuracy and log-prob accuracy, plus mean implicit rewards.
+
+    ``compute`` returns the tags of :func:`grpo_lightning.metrics.tags.eval_tags`. Worst-group
+    and minimum-group values range over the groups present in the evaluated split; a group with
+    no pair there gets no per-group value (rather than a made-up 0).
+    """
+
+    full_state_update = False
+    higher_is_better = None
+
+    def __init__(self, group_names: Sequence[str], prefix: str) -> None:
+        super().__init__()
+        self.group_names = list(group_names)
+        self.prefix = prefix
+        k = len(self.group_names)
+        for name in ("count", "loss", "reward_correct", "logp_correct", "ref_logp_correct"):
+            self.add_state(name, default=torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
+        for name in ("chosen_reward", "rejected_reward"):
+            self.add_state(name, default=torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(
+        self,
+        losses: torch.Tensor,
+        chosen_rewards: torch.Tensor,
+        rejected_rewards: torch.Tensor,
+        policy_chosen: torch.Tensor,
+        policy_rejected: torch.Tensor,
+        reference_chosen: torch.Tensor | None,
+        reference_rejected: torch.Tensor | None,
+        group: torch.Tensor,
+    ) -> None:
+        k = len(self.group_names)
+        as64 = lambda t: t.detach().to(torch.float64)  # noqa: E731
+        self.count += group_counts(group, k).to(self.count)
+        self.loss += group_sums(as64(losses), group, k)
+        self.reward_correct += group_sums(as64(chosen_rewards > rejected_rewards), group, k)
+        self.logp_correct += group_sums(as64(policy_chosen > policy_rejected), group, k)
+        if reference_chosen is not None and reference_rejected is not None:
+            self.ref_logp_correct += group_sums(as64(reference_chosen > reference_rejected), group, k)
+        self.chosen_reward += as64(chosen_rewards).sum()
+        self.rejected_reward += as64(rejected_rewards).sum()
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        p = self.prefix
+        present = self.count > 0
+        total = self.count.sum().clamp(min=1)
+        per = {
+            "loss": self.loss / self.count.clamp(min=1),
+            "reward_acc": self.reward_correct / self.count.clamp(min=1),
+            "logp_acc": self.logp_correct / self.count.clamp(min=1),
+            "ref_logp_acc": self.ref_logp_correct / self.count.clamp(min=1),
+        }
+        out: dict[str, torch.Tensor] = {f"{p}/loss": self.loss.sum() / total}
+        for metric, values in per.items():
+            for g, name in enumerate(self.group_names):
+                if present[g]:
+                    out[f"{p}/{metric}/{name}"] = values[g]
+        if present.any():
+            out[f"{p}/worst_group_loss"] = per["loss"][present].max()
+            out[f"{p}/min_group_reward_acc"] = per["reward_acc"][present].min()
+            out[f"{p}/min_group_logp_acc"] = per["logp_acc"][present].min()
+            out[f"{p}/min_group_ref_logp_acc"] = per["ref_logp_acc"][present].min()
+        out[f"{p}/rewards/chosen"] = self.chosen_reward / total
+        out[f"{p}/rewards/rejected"] = self.rejected_reward / total
+        out[f"{p}/rewards/margins"] = (self.chosen_reward - self.rejected_reward) / total
+        return {k: v.float() for k, v in out.items()}

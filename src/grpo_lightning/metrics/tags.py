@@ -1,0 +1,26 @@
+"""Every TensorBoard tag the template writes, in one place: callbacks, notebooks and docs read it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+EVAL_STAGES = ("val", "test")
+
+
+def train_tags(groups: Sequence[str]) -> list[str]:
+    return (
+        ["train/loss"]
+        + [f"train/group_loss/{g}" for g in groups]
+        + [f"train/group_weight/{g}" for g in groups]
+    )
+
+
+def eval_tags(stage: str, groups: Sequence[str], *, with_reference: bool = True) -> list[str]:
+    tags = [f"{stage}/loss", f"{stage}/worst_group_loss", f"{stage}/min_group_reward_acc", f"{stage}/min_group_logp_acc"]
+    tags += [f"{stage}/loss/{g}" for g in groups]
+    tags += [f"{stage}/reward_acc/{g}" for g in groups]
+    tags += [f"{stage}/logp_acc/{g}" for g in groups]
+    if with_reference:
+        tags += [f"{stage}/ref_logp_acc/{g}" for g in groups] + [f"{stage}/min_group_ref_logp_acc"]
+    tags += [f"{stage}/rewards/chosen", f"{stage}/rewards/rejected", f"{stage}/rewards/margins"]
+    return tags

@@ -1,0 +1,307 @@
+"""The LightningModule: policy, frozen reference, group weights; log-probs → loss → log."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any, NamedTuple
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+from grpo_lightning.config import LinearWarmup, LossConfig, WeightingConfig
+from grpo_lightning.core import (
+    LOSSES,
+    GroupStats,
+    group_counts,
+    group_loss_estimate,
+    group_means,
+    group_stats,
+    group_sums,
+    preference_loss,
+    weighted_objective,
+)
+from grpo_lightning.metrics import EVAL_STAGES, GroupPreferenceMetrics
+from grpo_lightning.policies import CausalLM, PolicySpec
+
+log = logging.getLogger(__name__)
+
+
+class PairOutputs(NamedTuple):
+    losses: torch.Tensor
+    chosen_rewards: torch.Tensor
+    rejected_rewards: torch.Tensor
+    policy_chosen: torch.Tensor
+    policy_rejected: torch.Tensor
+    reference: tuple[torch.Tensor, torch.Tensor] | None
+
+
+def split_pairs(batch: dict[str, torch.Tensor], parts: int) -> list[dict[str, torch.Tensor]]:
+    """Split a batch of B pairs into ``parts`` micro-batches. Tensors with 2B leading rows
+    (chosen stacked over rejected) are split on both halves alike."""
+    n = batch["group"].shape[0]
+    chunks = torch.arange(n).tensor_split(min(parts, n))
+    out = []
+    for idx in chunks:
+        idx = idx.to(batch["group"].device)
+        mb = {}
+        for key, value in batch.items():
+            if value.shape[0] == 2 * n and n > 0 and key not in ("group",):
+                mb[key] = torch.cat([value[idx], value[idx + n]])
+            else:
+                mb[key] = value[idx]
+        out.append(mb)
+    return out
+
+
+class GroupRobustPreferenceModule(L.LightningModule):
+    """Group-robust preference optimisation (Ramesh et al. 2024) and its baselines.
+
+    Optimisation is manual because the group-weight step must see the losses of all
+    micro-batches of an optimizer step before the first backward (``alpha_order: paper``).
+    The data module therefore yields one optimizer step per batch, and this module splits it
+    into ``accumulate_grad_batches`` micro-batches.
+
+    Args:
+        policy: the policy spec (default: the tiny causal LM built from a config).
+        loss: the preference loss and β.
+        weighting: how group losses are weighted (uniform / importance / robust).
+        group_names: the groups, in id order (linked from the data).
+        group_counts: N_g, training pairs per group (linked from the data).
+        tokenizer: the data's tokenizer (linked from the data; saved with checkpoints).
+        accumulate_grad_batches: micro-batches per optimizer step.
+        gradient_clip_val: clip the gradient norm (or value) to this; ``None`` = no clipping.
+        gradient_clip_algorithm: ``norm`` or ``value``.
+        optimizer: the optimizer (default AdamW).
+        lr_scheduler: the schedule (default linear warm-up); ``ReduceLROnPlateau`` is stepped
+            on ``lr_scheduler_monitor`` after each validation.
+        lr_scheduler_monitor: the metric ``ReduceLROnPlateau`` watches.
+        on_nonfinite: ``raise`` stops the run at a NaN/inf loss before any backward, naming the
+            step, batch, micro-batch and groups; ``skip`` skips that optimizer step.
+    """
+
+    def __init__(
+        self,
+        policy: PolicySpec | None = None,
+        loss: LossConfig | None = None,
+        weighting: WeightingConfig | None = None,
+        group_names: list[str] | None = None,
+        group_counts: list[int] | None = None,
+        tokenizer: Any = None,
+        accumulate_grad_batches: int = 1,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str = "norm",
+        optimizer: OptimizerCallable = torch.optim.AdamW,
+        lr_scheduler: LRSchedulerCallable | None = LinearWarmup,
+        lr_scheduler_monitor: str = "val/loss",
+        on_nonfinite: str = "raise",
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        policy = PolicySpec.from_dict(policy) if policy is not None else CausalLM()
+        loss = LossConfig(**loss) if isinstance(loss, dict) else (loss or LossConfig())
+        weighting = WeightingConfig(**weighting) if isinstance(weighting, dict) else (weighting or WeightingConfig())
+        if not group_names or not group_counts:
+            raise ValueError("model.group_names and model.group_counts are required (the CLI links them from the data)")
+        if len(group_names) != len(group_counts) or min(group_counts) < 1:
+            raise ValueError(f"model.group_counts {group_counts} must give N_g >= 1 for each of {group_names}")
+        if accumulate_grad_batches < 1:
+            raise ValueError(f"model.accumulate_grad_batches must be >= 1, got {accumulate_grad_batches}")
+        if gradient_clip_val is not None and gradient_clip_val <= 0:
+            raise ValueError(f"model.gradient_clip_val must be > 0, got {gradient_clip_val}")
+        if on_nonfinite not in ("raise", "skip"):
+            raise ValueError(f"model.on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
+        # Plain data only in the hyperparameters, so checkpoints load with weights_only=True.
+        self.save_hyperparameters(
+            {
+                "policy": policy.to_dict(),
+                "loss": asdict(loss),
+                "weighting": asdict(weighting),
+                "group_names": list(group_names),
+                "group_counts": [int(c) for c in group_counts],
+                "accumulate_grad_batches": accumulate_grad_batches,
+                "gradient_clip_val": gradient_clip_val,
+                "gradient_clip_algorithm": gradient_clip_algorithm,
+                "lr_scheduler_monitor": lr_scheduler_monitor,
+                "on_nonfinite": on_nonfinite,
+            }
+        )
+        self.loss_config, self.weighting_config = loss, weighting
+        self.weighting = weighting.build()
+        self.group_names = list(group_names)
+        self.tokenizer = tokenizer
+        self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
+        self.needs_reference = LOSSES[loss.name].needs_reference
+        self.policy = policy.build(tokenizer)
+        counts = torch.tensor(group_counts, dtype=torch.float64)
+        self.register_buffer("group_counts", counts, persistent=False)
+        # log α, in the checkpoint so a resumed run continues from the same weights.
+        self.register_buffer("log_alpha", self.weighting.initial_log_alpha(counts))
+        self.metrics = torch.nn.ModuleDict({s: GroupPreferenceMetrics(self.group_names, s) for s in EVAL_STAGES})
+        self.last_group_weights: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ the method
+    def group_weights(self) -> torch.Tensor:
+        return self.weighting.weights(self.log_alpha)
+
+    def _reference(self, batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        return self.policy.reference_pair_logps(batch) if self.needs_reference else None
+
+    def _pair_outputs(self, batch, reference) -> PairOutputs:
+        chosen, rejected = self.policy.pair_logps(batch)
+        ref_c, ref_r = reference if reference is not None else (None, None)
+        cfg = self.loss_config
+        losses, cr, rr = preference_loss(
+            chosen, rejected, ref_c, ref_r, loss_type=cfg.name, beta=cfg.beta, label_smoothing=cfg.label_smoothing
+        )
+        return PairOutputs(losses, cr, rr, chosen, rejected, reference)
+
+    def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
+        return self.trainer.strategy.reduce(t, reduce_op="sum") if self.trainer.world_size > 1 else t
+
+    def _update_alpha(self, loss_sums: torch.Tensor, counts: torch.Tensor) -> None:
+        """One exponentiated-gradient step from the whole step's (all-reduced) group losses."""
+        sums = self._all_reduce(loss_sums.detach().to(torch.float64))
+        estimate = group_loss_estimate(
+            sums, counts, estimator=self.weighting.estimator, train_counts=self.group_counts, total=counts.sum()
+        )
+        if not torch.isfinite(estimate).all():
+            raise FloatingPointError(f"non-finite group losses {estimate.tolist()} at step {self.global_step}")
+        self.log_alpha = self.weighting.update(self.log_alpha, estimate)
+
+    def _check_finite(self, value: torch.Tensor, batch_idx: int, micro: int, groups: torch.Tensor) -> bool:
+        if torch.isfinite(value):
+            return True
+        where = (
+            f"non-finite loss {value.item()} at optimizer step {self.global_step}, batch {batch_idx}, "
+            f"micro-batch {micro}, groups {sorted({self.group_names[g] for g in groups.tolist()})}"
+        )
+        if self.hparams.on_nonfinite == "raise":
+            raise FloatingPointError(where + "; no weights or group weights were changed")
+        log.warning("%s; skipping this optimizer step", where)
+        return False
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        k, a = len(self.group_names), self.hparams.accumulate_grad_batches
+        micro = split_pairs(batch, a)
+        counts = self._all_reduce(group_counts(batch["group"], k).to(self.log_alpha))
+        references = [self._reference(mb) for mb in micro]
+        paper_order = self.weighting.adaptive and self.weighting_config.alpha_order == "paper"
+        if paper_order and len(micro) > 1:  # no-grad pre-pass: the step's losses before any backward
+            with torch.no_grad():
+                sums = sum(group_sums(self._pair_outputs(mb, r).losses, mb["group"], k) for mb, r in zip(micro, references))
+            self._update_alpha(sums, counts)
+        stats, objective_total, weights = None, torch.zeros((), device=self.device), None
+        for i, (mb, ref) in enumerate(zip(micro, references)):
+            out = self._pair_outputs(mb, ref)
+            sums = group_sums(out.losses, mb["group"], k)
+            if paper_order and len(micro) == 1:
+                self._update_alpha(sums, counts)
+            weights = self.group_weights()
+            objective = weighted_objective(
+                sums, counts, weights, estimator=self.weighting.estimator, train_counts=self.group_counts, total=counts.sum()
+            )
+            if not self._check_finite(objective, batch_idx, i, mb["group"]):
+                self.optimizers().zero_grad()
+                return objective.detach()
+            # DDP averages gradients over ranks; the objective is a sum over ranks' pairs.
+            self.manual_backward(objective * self.trainer.world_size)
+            objective_total = objective_total + objective.detach()
+            s = group_stats(out.losses, out.chosen_rewards, out.rejected_rewards, out.policy_chosen, out.policy_rejected, mb["group"], k)
+            stats = s if stats is None else stats + s
+        if self.weighting.adaptive and self.weighting_config.alpha_order == "lagged":
+            self._update_alpha(stats.loss, counts)
+        self._optimizer_step()
+        self._log_train(objective_total, stats, weights)
+        return objective_total
+
+    def _optimizer_step(self) -> None:
+        opt = self.optimizers()
+        if self.hparams.gradient_clip_val is not None:
+            self.clip_gradients(
+                opt,
+                gradient_clip_val=self.hparams.gradient_clip_val,
+                gradient_clip_algorithm=self.hparams.gradient_clip_algorithm,
+            )
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        sched = self.lr_schedulers()
+        if sched is not None and not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            sched.step()
+
+    def _log_train(self, objective: torch.Tensor, stats: GroupStats, weights: torch.Tensor) -> None:
+        stats = GroupStats(*(self._all_reduce(s) for s in stats))
+        means = group_means(stats.loss, stats.count)
+        values = {"train/loss": self._all_reduce(objective) if self.trainer.world_size > 1 else objective}
+        for g, name in enumerate(self.group_names):
+            if stats.count[g] > 0:
+                values[f"train/group_loss/{name}"] = means[g]
+            values[f"train/group_weight/{name}"] = weights[g]
+        self.last_group_weights = weights.detach().cpu()
+        self.log_dict({key: v.float() for key, v in values.items()}, on_step=True, on_epoch=False, prog_bar=False)
+        self.log("train/loss_epoch", values["train/loss"].float(), on_step=False, on_epoch=True, prog_bar=True)
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_step(self, batch, stage: str) -> None:
+        out = self._pair_outputs(batch, self._reference(batch))
+        ref = out.reference or (None, None)
+        self.metrics[stage].update(
+            out.losses, out.chosen_rewards, out.rejected_rewards, out.policy_chosen, out.policy_rejected, *ref, batch["group"]
+        )
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        self.log_dict(self.metrics[stage].compute(), sync_dist=False)
+        self.metrics[stage].reset()
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+        sched = self.lr_schedulers() if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking else None
+        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            monitor = self.hparams.lr_scheduler_monitor
+            if monitor not in self.trainer.callback_metrics:
+                raise KeyError(f"model.lr_scheduler_monitor={monitor!r} is not a logged metric")
+            sched.step(self.trainer.callback_metrics[monitor])
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch, batch_idx) -> dict[str, torch.Tensor]:
+        out = self._pair_outputs(batch, self._reference(batch))
+        return {
+            "index": batch["index"],
+            "group": batch["group"],
+            "loss": out.losses.detach(),
+            "chosen_reward": out.chosen_rewards,
+            "rejected_reward": out.rejected_rewards,
+            "margin": out.chosen_rewards - out.rejected_rewards,
+        }
+
+    # ------------------------------------------------------------------ optimisation and checkpoints
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.policy.trainable_parameters())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["group_names"] = list(self.group_names)
+        if self.tokenizer is not None and hasattr(self.tokenizer, "backend_tokenizer"):
+            checkpoint["tokenizer"] = {
+                "json": self.tokenizer.backend_tokenizer.to_str(),
+                "special_tokens": {k: str(v) for k, v in self.tokenizer.special_tokens_map.items()},
+            }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("group_names")
+        if saved is not None and list(saved) != self.group_names:
+            raise ValueError(
+                f"the checkpoint was trained on groups {list(saved)} but this run has {self.group_names}; "
+                "resuming would mix up the group weights. Use the same data and data.groups."
+            )

@@ -1,0 +1,175 @@
+"""A Hugging Face causal LM as the policy: a tiny model built from a config (the offline
+default), any model by hub id or local directory, or a local GGUF file."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from grpo_lightning.core.logprobs import completion_logps
+from grpo_lightning.policies.base import PolicySpec, PreferencePolicy, disable_dropout, freeze
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TinyLlama:
+    """A small Llama built from a config, for the offline default and the tests.
+
+    Attributes:
+        hidden_size, num_hidden_layers, num_attention_heads, intermediate_size: the architecture.
+        max_position_embeddings: longest sequence the model accepts.
+        seed: initialisation seed, so the same config gives the same initial weights.
+    """
+
+    hidden_size: int = 64
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    intermediate_size: int = 128
+    max_position_embeddings: int = 512
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"tiny.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads})"
+            )
+
+
+class CausalLMPolicyModule(PreferencePolicy):
+    """π_θ = ``model``; π_ref = ``reference`` (a frozen copy of the initial weights)."""
+
+    def __init__(self, model: nn.Module, reference: nn.Module | None, *, average_log_prob: bool) -> None:
+        super().__init__()
+        self.model = model
+        self.reference = reference
+        self.average_log_prob = average_log_prob
+
+    def train(self, mode: bool = True) -> CausalLMPolicyModule:
+        # Lightning calls .train() on the whole LightningModule; the reference stays in eval.
+        super().train(mode)
+        if self.reference is not None:
+            self.reference.eval()
+        return self
+
+    def _logps(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        # One forward over chosen and rejected stacked on the batch dimension (2B, T).
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+        logps, _ = completion_logps(logits, batch["labels"], average=self.average_log_prob)
+        chosen, rejected = logps.chunk(2)
+        return chosen, rejected
+
+    def pair_logps(self, batch):
+        return self._logps(self.model, batch)
+
+    @torch.no_grad()
+    def reference_pair_logps(self, batch):
+        if self.reference is None:
+            raise RuntimeError("this policy was built without a reference model")
+        return self._logps(self.reference, batch)
+
+
+class CausalLM(PolicySpec):
+    """A causal language model policy.
+
+    Args:
+        name_or_path: a hub id or a local directory for ``from_pretrained``; ``None`` builds the
+            ``tiny`` architecture from its config (the tokenizer then comes from the data).
+        gguf_file: a GGUF file name inside ``name_or_path`` (or a full path to one), loaded
+            through transformers' GGUF support (needs the ``gguf`` package).
+        tiny: the architecture used when ``name_or_path`` is ``None``.
+        revision: hub revision for ``from_pretrained``.
+        dtype: parameter dtype (``float32``, ``bfloat16``, ``float16``).
+        trust_remote_code: run code shipped with a hub model; off unless set.
+        average_log_prob: per-token mean log-prob instead of the sum.
+        gradient_checkpointing: recompute activations of the policy (not the reference) in the
+            backward pass (non-reentrant).
+    """
+
+    def __init__(
+        self,
+        name_or_path: str | None = None,
+        gguf_file: str | None = None,
+        tiny: TinyLlama | dict | None = None,
+        revision: str | None = None,
+        dtype: str = "float32",
+        trust_remote_code: bool = False,
+        average_log_prob: bool = False,
+        gradient_checkpointing: bool = False,
+    ) -> None:
+        tiny = TinyLlama(**tiny) if isinstance(tiny, dict) else (tiny or TinyLlama())
+        if dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"model.policy.dtype must be float32, bfloat16 or float16, got {dtype!r}")
+        super().__init__(
+            name_or_path=name_or_path,
+            gguf_file=gguf_file,
+            tiny=asdict(tiny),
+            revision=revision,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            average_log_prob=average_log_prob,
+            gradient_checkpointing=gradient_checkpointing,
+        )
+        self.name_or_path, self.gguf_file, self.tiny = name_or_path, gguf_file, tiny
+        self.dtype = getattr(torch, dtype)
+
+    def load_model(self, tokenizer: Any | None) -> nn.Module:
+        from transformers import AutoModelForCausalLM, LlamaConfig
+
+        if self.name_or_path is None and self.gguf_file is None:
+            if tokenizer is None:
+                raise ValueError("the tiny model needs the data's tokenizer (for its vocabulary size)")
+            cfg = LlamaConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=self.tiny.hidden_size,
+                num_hidden_layers=self.tiny.num_hidden_layers,
+                num_attention_heads=self.tiny.num_attention_heads,
+                num_key_value_heads=self.tiny.num_attention_heads,
+                intermediate_size=self.tiny.intermediate_size,
+                max_position_embeddings=self.tiny.max_position_embeddings,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                bos_token_id=None,
+                tie_word_embeddings=True,
+            )
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.tiny.seed)
+                model = AutoModelForCausalLM.from_config(cfg, dtype=self.dtype)
+            return model
+        source, gguf = self.name_or_path, self.gguf_file
+        if gguf is not None and source is None:
+            from pathlib import Path
+
+            source, gguf = str(Path(gguf).parent), Path(gguf).name
+        log.info("loading policy from %s%s", source, f" (GGUF {gguf})" if gguf else "")
+        kwargs: dict[str, Any] = {"revision": self.init_args["revision"], "dtype": self.dtype}
+        if gguf is not None:
+            kwargs["gguf_file"] = gguf
+        if self.init_args["trust_remote_code"]:
+            kwargs["trust_remote_code"] = True
+        try:
+            return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        except OSError as err:
+            raise OSError(
+                f"could not load model.policy.name_or_path={source!r}: {err}\n"
+                "Offline (HF_HUB_OFFLINE=1) only local directories and files already in the cache work."
+            ) from err
+
+    def build(self, tokenizer: Any | None) -> CausalLMPolicyModule:
+        model = self.load_model(tokenizer)
+        if tokenizer is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
+            raise ValueError(
+                f"the tokenizer has {len(tokenizer)} tokens but the model's embedding only "
+                f"{model.get_input_embeddings().num_embeddings}: use the model's own tokenizer"
+            )
+        disable_dropout(model)
+        reference = freeze(copy.deepcopy(model))
+        if self.init_args["gradient_checkpointing"]:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return CausalLMPolicyModule(model, reference, average_log_prob=self.init_args["average_log_prob"])
