@@ -122,7 +122,9 @@ class PredictionCSVWriter(BasePredictionWriter):
         path = Path(self.output_path) if self.output_path else _log_dir(trainer) / "predictions.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["index", "group", "loss", "chosen_reward", "rejected_reward", "margin"])
+            writer = csv.DictWriter(
+                f, fieldnames=["index", "group", "loss", "chosen_reward", "rejected_reward", "margin"]
+            )
             writer.writeheader()
             writer.writerows(rows)
         log.info("wrote %d predictions to %s", len(rows), path)

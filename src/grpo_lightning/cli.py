@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
@@ -44,7 +45,9 @@ class GroupRobustCLI(LightningCLI):
         trainer, data, model = cfg.trainer, cfg.data, cfg.model
         init = data.init_args if "init_args" in data else data
         if trainer.get("accumulate_grad_batches", 1) not in (None, 1):
-            log.info("trainer.accumulate_grad_batches=%s -> data.accumulate_grad_batches", trainer.accumulate_grad_batches)
+            log.info(
+                "trainer.accumulate_grad_batches=%s -> data.accumulate_grad_batches", trainer.accumulate_grad_batches
+            )
             init.accumulate_grad_batches = trainer.accumulate_grad_batches
             trainer.accumulate_grad_batches = 1
         if trainer.get("gradient_clip_val") is not None:
@@ -58,6 +61,8 @@ class GroupRobustCLI(LightningCLI):
 
 def main(args: list[str] | None = None) -> GroupRobustCLI:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # The frozen reference is in eval mode on purpose.
+    warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     return GroupRobustCLI(
         GroupRobustPreferenceModule,
         PreferenceDataModule,

@@ -68,7 +68,9 @@ class WeightingConfig:
 
     def __post_init__(self) -> None:
         if self.name not in WEIGHTINGS:
-            raise ValueError(f"model.weighting.name: unknown weighting {self.name!r}; choose one of {sorted(WEIGHTINGS)}")
+            raise ValueError(
+                f"model.weighting.name: unknown weighting {self.name!r}; choose one of {sorted(WEIGHTINGS)}"
+            )
         if not (self.step_size >= 0 and math.isfinite(self.step_size)):
             raise ValueError(f"model.weighting.step_size must be a finite number >= 0, got {self.step_size}")
         if not 0.0 <= self.chi <= 1.0:

@@ -160,61 +160,79 @@ class GroupRobustPreferenceModule(L.LightningModule):
     def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
         return self.trainer.strategy.reduce(t, reduce_op="sum") if self.trainer.world_size > 1 else t
 
-    def _update_alpha(self, loss_sums: torch.Tensor, counts: torch.Tensor) -> None:
-        """One exponentiated-gradient step from the whole step's (all-reduced) group losses."""
+    def _update_alpha(self, loss_sums: torch.Tensor, counts: torch.Tensor, batch_idx: int) -> bool:
+        """One exponentiated-gradient step from the whole step's (all-reduced) group losses.
+        Returns False (α untouched) when the losses are not finite and ``on_nonfinite: skip``."""
         sums = self._all_reduce(loss_sums.detach().to(torch.float64))
         estimate = group_loss_estimate(
             sums, counts, estimator=self.weighting.estimator, train_counts=self.group_counts, total=counts.sum()
         )
-        if not torch.isfinite(estimate).all():
-            raise FloatingPointError(f"non-finite group losses {estimate.tolist()} at step {self.global_step}")
+        bad = [self.group_names[g] for g in torch.nonzero(~torch.isfinite(estimate)).flatten().tolist()]
+        if bad:
+            return self._nonfinite(f"non-finite group loss of {bad}", batch_idx, None)
         self.log_alpha = self.weighting.update(self.log_alpha, estimate)
+        return True
 
-    def _check_finite(self, value: torch.Tensor, batch_idx: int, micro: int, groups: torch.Tensor) -> bool:
-        if torch.isfinite(value):
-            return True
-        where = (
-            f"non-finite loss {value.item()} at optimizer step {self.global_step}, batch {batch_idx}, "
-            f"micro-batch {micro}, groups {sorted({self.group_names[g] for g in groups.tolist()})}"
-        )
+    def _nonfinite(self, what: str, batch_idx: int, micro: int | None) -> bool:
+        """Raise (default) or log and drop the step's gradients; never touches α or θ."""
+        where = f"{what} at optimizer step {self.global_step}, batch {batch_idx}"
+        where += "" if micro is None else f", micro-batch {micro}"
         if self.hparams.on_nonfinite == "raise":
             raise FloatingPointError(where + "; no weights or group weights were changed")
         log.warning("%s; skipping this optimizer step", where)
+        self.optimizers().zero_grad(set_to_none=True)
         return False
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        k, a = len(self.group_names), self.hparams.accumulate_grad_batches
-        micro = split_pairs(batch, a)
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        k = len(self.group_names)
+        micro = split_pairs(batch, self.hparams.accumulate_grad_batches)
         counts = self._all_reduce(group_counts(batch["group"], k).to(self.log_alpha))
         references = [self._reference(mb) for mb in micro]
         paper_order = self.weighting.adaptive and self.weighting_config.alpha_order == "paper"
         if paper_order and len(micro) > 1:  # no-grad pre-pass: the step's losses before any backward
             with torch.no_grad():
-                sums = sum(group_sums(self._pair_outputs(mb, r).losses, mb["group"], k) for mb, r in zip(micro, references))
-            self._update_alpha(sums, counts)
-        stats, objective_total, weights = None, torch.zeros((), device=self.device), None
+                sums = sum(
+                    group_sums(self._pair_outputs(mb, r).losses, mb["group"], k) for mb, r in zip(micro, references)
+                )
+            if not self._update_alpha(sums, counts, batch_idx):
+                return None
+        stats, total, weights = None, torch.zeros((), device=self.device), None
         for i, (mb, ref) in enumerate(zip(micro, references)):
             out = self._pair_outputs(mb, ref)
             sums = group_sums(out.losses, mb["group"], k)
-            if paper_order and len(micro) == 1:
-                self._update_alpha(sums, counts)
+            if paper_order and len(micro) == 1 and not self._update_alpha(sums, counts, batch_idx):
+                return None
             weights = self.group_weights()
             objective = weighted_objective(
-                sums, counts, weights, estimator=self.weighting.estimator, train_counts=self.group_counts, total=counts.sum()
+                sums,
+                counts,
+                weights,
+                estimator=self.weighting.estimator,
+                train_counts=self.group_counts,
+                total=counts.sum(),
             )
-            if not self._check_finite(objective, batch_idx, i, mb["group"]):
-                self.optimizers().zero_grad()
-                return objective.detach()
-            # DDP averages gradients over ranks; the objective is a sum over ranks' pairs.
+            if not torch.isfinite(objective):
+                groups = sorted({self.group_names[g] for g in mb["group"].tolist()})
+                return self._nonfinite(f"non-finite loss (groups {groups})", batch_idx, i) or None
+            # DDP averages gradients over ranks; the objective is a sum over all ranks' pairs.
             self.manual_backward(objective * self.trainer.world_size)
-            objective_total = objective_total + objective.detach()
-            s = group_stats(out.losses, out.chosen_rewards, out.rejected_rewards, out.policy_chosen, out.policy_rejected, mb["group"], k)
+            total = total + objective.detach()
+            s = group_stats(
+                out.losses,
+                out.chosen_rewards,
+                out.rejected_rewards,
+                out.policy_chosen,
+                out.policy_rejected,
+                mb["group"],
+                k,
+            )
             stats = s if stats is None else stats + s
         if self.weighting.adaptive and self.weighting_config.alpha_order == "lagged":
-            self._update_alpha(stats.loss, counts)
+            if not self._update_alpha(stats.loss, counts, batch_idx):
+                return None
         self._optimizer_step()
-        self._log_train(objective_total, stats, weights)
-        return objective_total
+        self._log_train(total, stats, weights)
+        return total
 
     def _optimizer_step(self) -> None:
         opt = self.optimizers()
@@ -239,18 +257,28 @@ class GroupRobustPreferenceModule(L.LightningModule):
                 values[f"train/group_loss/{name}"] = means[g]
             values[f"train/group_weight/{name}"] = weights[g]
         self.last_group_weights = weights.detach().cpu()
-        self.log_dict({key: v.float() for key, v in values.items()}, on_step=True, on_epoch=False, prog_bar=False)
-        self.log("train/loss_epoch", values["train/loss"].float(), on_step=False, on_epoch=True, prog_bar=True)
+        n = int(stats.count.sum())
+        self.log_dict({key: v.float() for key, v in values.items()}, on_step=True, on_epoch=False, batch_size=n)
+        self.log(
+            "train/loss_epoch", values["train/loss"].float(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n
+        )
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch, stage: str) -> None:
         out = self._pair_outputs(batch, self._reference(batch))
         ref = out.reference or (None, None)
         self.metrics[stage].update(
-            out.losses, out.chosen_rewards, out.rejected_rewards, out.policy_chosen, out.policy_rejected, *ref, batch["group"]
+            out.losses,
+            out.chosen_rewards,
+            out.rejected_rewards,
+            out.policy_chosen,
+            out.policy_rejected,
+            *ref,
+            batch["group"],
         )
 
     def _eval_epoch_end(self, stage: str) -> None:
+        # The metric states are already reduced over ranks by torchmetrics.
         self.log_dict(self.metrics[stage].compute(), sync_dist=False)
         self.metrics[stage].reset()
 

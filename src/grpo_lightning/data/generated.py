@@ -19,14 +19,46 @@ SHARES = (0.45, 0.25, 0.15, 0.10, 0.05)
 DISAGREEMENT = (0.0, 0.2, 0.45, 0.7, 0.95)
 
 _SUBJECTS = (
-    "public transport", "local schools", "the national economy", "foreign trade", "renewable energy",
-    "the health system", "online privacy", "space exploration", "small businesses", "the police",
-    "religious institutions", "the news media", "artificial intelligence", "farming subsidies",
-    "immigration", "military spending", "tourism", "the minimum wage", "housing costs", "climate policy",
-    "public libraries", "the courts", "labour unions", "big technology companies", "road safety", "pensions",
-    "the film industry", "water quality", "local elections", "youth sport", "university fees", "air travel",
-    "nuclear power", "street markets", "the postal service", "childcare", "online shopping", "wildlife protection",
-    "the arts", "national parks",
+    "public transport",
+    "local schools",
+    "the national economy",
+    "foreign trade",
+    "renewable energy",
+    "the health system",
+    "online privacy",
+    "space exploration",
+    "small businesses",
+    "the police",
+    "religious institutions",
+    "the news media",
+    "artificial intelligence",
+    "farming subsidies",
+    "immigration",
+    "military spending",
+    "tourism",
+    "the minimum wage",
+    "housing costs",
+    "climate policy",
+    "public libraries",
+    "the courts",
+    "labour unions",
+    "big technology companies",
+    "road safety",
+    "pensions",
+    "the film industry",
+    "water quality",
+    "local elections",
+    "youth sport",
+    "university fees",
+    "air travel",
+    "nuclear power",
+    "street markets",
+    "the postal service",
+    "childcare",
+    "online shopping",
+    "wildlife protection",
+    "the arts",
+    "national parks",
 )
 _FRAMES = (
     "How much do you trust {s}?",
@@ -76,9 +108,7 @@ class GeneratedOpinions:
     def rows(self) -> dict[str, list]:
         """Columns ``prompt, chosen, rejected, group`` (answers are " A", " B", ... letters)."""
         rng = np.random.default_rng(self.seed)
-        questions = [
-            (frame.format(s=subject), fi) for fi, frame in enumerate(_FRAMES) for subject in _SUBJECTS
-        ]
+        questions = [(frame.format(s=subject), fi) for fi, frame in enumerate(_FRAMES) for subject in _SUBJECTS]
         n_opts = 4
         # Preferred option of each group for each question: group 0 draws at random, group g keeps
         # group 0's answer unless it disagrees (probability DISAGREEMENT[g]), then picks another.

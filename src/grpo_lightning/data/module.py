@@ -22,6 +22,25 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
+class SeededShuffle(torch.utils.data.Sampler[int]):
+    """A fresh permutation per epoch from (seed, epoch) alone, so the order of a run does not
+    depend on the global RNG and a resumed run sees the same batches (Lightning calls
+    ``set_epoch``)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
 class PreferenceDataModule(L.LightningDataModule):
     """Group-labelled preference pairs for group-robust preference optimisation.
 
@@ -76,7 +95,9 @@ class PreferenceDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
-            raise ValueError(f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}")
+            raise ValueError(
+                f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}"
+            )
         if accumulate_grad_batches < 1:
             raise ValueError(f"accumulate_grad_batches must be >= 1, got {accumulate_grad_batches}")
         if not 0 < max_prompt_length < max_length:
@@ -217,7 +238,7 @@ class PreferenceDataModule(L.LightningDataModule):
         return DataLoader(
             ds,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=SeededShuffle(len(ds), self.seed) if shuffle else None,
             collate_fn=PairCollator(self.tokenizer.pad_token_id),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

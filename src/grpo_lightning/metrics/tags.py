@@ -8,15 +8,16 @@ EVAL_STAGES = ("val", "test")
 
 
 def train_tags(groups: Sequence[str]) -> list[str]:
-    return (
-        ["train/loss"]
-        + [f"train/group_loss/{g}" for g in groups]
-        + [f"train/group_weight/{g}" for g in groups]
-    )
+    return ["train/loss"] + [f"train/group_loss/{g}" for g in groups] + [f"train/group_weight/{g}" for g in groups]
 
 
 def eval_tags(stage: str, groups: Sequence[str], *, with_reference: bool = True) -> list[str]:
-    tags = [f"{stage}/loss", f"{stage}/worst_group_loss", f"{stage}/min_group_reward_acc", f"{stage}/min_group_logp_acc"]
+    tags = [
+        f"{stage}/loss",
+        f"{stage}/worst_group_loss",
+        f"{stage}/min_group_reward_acc",
+        f"{stage}/min_group_logp_acc",
+    ]
     tags += [f"{stage}/loss/{g}" for g in groups]
     tags += [f"{stage}/reward_acc/{g}" for g in groups]
     tags += [f"{stage}/logp_acc/{g}" for g in groups]

@@ -1,0 +1,50 @@
+"""Shared fixtures. Tests never touch the network: the hub is forced offline."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import datasets  # noqa: E402
+import pytest  # noqa: E402
+
+datasets.disable_progress_bars()
+
+TINY_DATA = {"generated": {"num_pairs": 100, "seed": 0}, "max_length": 64, "max_prompt_length": 56}
+
+
+@pytest.fixture(scope="session")
+def tiny_dm_factory():
+    from grpo_lightning.data import GeneratedOpinions, PreferenceDataModule
+
+    def make(**overrides):
+        kwargs = {**TINY_DATA, **overrides}
+        kwargs["generated"] = GeneratedOpinions(**kwargs["generated"])
+        return PreferenceDataModule(**kwargs)
+
+    return make
+
+
+@pytest.fixture()
+def make_module():
+    from grpo_lightning.config import LossConfig, WeightingConfig
+    from grpo_lightning.module import GroupRobustPreferenceModule
+    from grpo_lightning.policies import CausalLM, TinyLlama
+
+    def make(dm, *, loss=None, weighting=None, **kwargs):
+        return GroupRobustPreferenceModule(
+            policy=CausalLM(
+                tiny=TinyLlama(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+            ),
+            loss=LossConfig(**(loss or {})),
+            weighting=WeightingConfig(**(weighting or {})),
+            group_names=dm.group_names,
+            group_counts=dm.train_group_counts,
+            tokenizer=dm.tokenizer,
+            **kwargs,
+        )
+
+    return make

@@ -1,0 +1,193 @@
+"""Invariants of the LightningModule: accumulation, resuming, checkpoints, bad settings."""
+
+from __future__ import annotations
+
+import copy
+import functools
+
+import lightning as L
+import pytest
+import torch
+
+from grpo_lightning.config import LossConfig, WeightingConfig
+
+
+def _fit(module, dm, **trainer_kwargs):
+    L.seed_everything(0)
+    trainer = L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        accelerator="cpu",
+        **trainer_kwargs,
+    )
+    trainer.fit(module, dm)
+    return trainer
+
+
+def _params(module):
+    return {k: v.detach().clone() for k, v in module.policy.model.named_parameters()}
+
+
+@pytest.mark.parametrize("alpha_order", ["paper", "lagged"])
+@pytest.mark.parametrize("estimator", ["mean", "scaled_sum"])
+def test_accumulation_1x4_equals_4x1(tiny_dm_factory, make_module, alpha_order, estimator):
+    """One optimizer step over the same 4 pairs, as one micro-batch of 4 or four of 1, gives
+    the same α and the same parameters (SGD, so a wrongly scaled gradient would show)."""
+    results = []
+    for batch_size, accumulate in ((4, 1), (1, 4)):
+        dm = tiny_dm_factory(batch_size=batch_size, accumulate_grad_batches=accumulate)
+        module = make_module(
+            dm,
+            weighting={
+                "name": "robust",
+                "step_size": 0.5,
+                "chi": 0.8,
+                "alpha_order": alpha_order,
+                "estimator": estimator,
+            },
+            accumulate_grad_batches=accumulate,
+            optimizer=functools.partial(torch.optim.SGD, lr=0.5),
+            lr_scheduler=None,
+        )
+        before = _params(module)
+        _fit(module, dm, max_steps=1)
+        results.append((module.log_alpha.clone(), _params(module)))
+    (alpha_a, params_a), (alpha_b, params_b) = results
+    assert not torch.allclose(alpha_a, torch.full_like(alpha_a, alpha_a[0])), "α moved"
+    torch.testing.assert_close(alpha_a, alpha_b, rtol=0, atol=1e-10)
+    assert any(not torch.equal(before[k], params_a[k]) for k in before), "parameters moved"
+    for k in params_a:
+        torch.testing.assert_close(params_a[k], params_b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_paper_and_lagged_orders_differ_by_one_alpha_step(tiny_dm_factory, make_module):
+    """After one step both orders hold the same α (one update from the same losses), but only
+    the paper order used it for θ, so the parameters differ."""
+    out = {}
+    for order in ("paper", "lagged"):
+        dm = tiny_dm_factory(batch_size=8)
+        module = make_module(
+            dm,
+            weighting={"name": "robust", "step_size": 1.0, "alpha_order": order},
+            optimizer=functools.partial(torch.optim.SGD, lr=0.5),
+            lr_scheduler=None,
+        )
+        _fit(module, dm, max_steps=1)
+        out[order] = (module.log_alpha.clone(), _params(module))
+    torch.testing.assert_close(out["paper"][0], out["lagged"][0])
+    assert any(not torch.allclose(out["paper"][1][k], out["lagged"][1][k]) for k in out["paper"][1])
+
+
+def test_uniform_weighting_is_the_pooled_mean(tiny_dm_factory, make_module):
+    """With uniform weights the θ objective equals the plain mean of per-pair losses."""
+    dm = tiny_dm_factory(batch_size=8)
+    module = make_module(dm, weighting={"name": "uniform"})
+    batch = next(iter(dm.train_dataloader()))
+    out = module._pair_outputs(batch, module._reference(batch))
+    from grpo_lightning.core import group_counts, group_sums, weighted_objective
+
+    k = len(dm.group_names)
+    value = weighted_objective(
+        group_sums(out.losses, batch["group"], k),
+        group_counts(batch["group"], k).double(),
+        module.group_weights(),
+        estimator=module.weighting.estimator,
+        train_counts=module.group_counts,
+        total=len(batch["group"]),
+    )
+    torch.testing.assert_close(value.float(), out.losses.mean(), rtol=1e-6, atol=1e-6)
+
+
+def test_resumed_run_equals_uninterrupted(tiny_dm_factory, make_module, tmp_path):
+    """Two epochs straight vs one epoch, checkpoint, and a new process-like resume for the second:
+    same α (bitwise) and same parameters."""
+
+    def build():
+        dm = tiny_dm_factory(batch_size=16)
+        return dm, make_module(dm, weighting={"name": "robust", "step_size": 0.1})
+
+    dm, straight = build()
+    _fit(straight, dm, max_epochs=2)
+
+    dm, first = build()
+    trainer = _fit(first, dm, max_epochs=1)
+    ckpt = tmp_path / "epoch1.ckpt"
+    trainer.save_checkpoint(ckpt)
+    saved = torch.load(ckpt, weights_only=True)
+    torch.testing.assert_close(saved["state_dict"]["log_alpha"], first.log_alpha, rtol=0, atol=0)
+
+    dm, resumed = build()
+    L.seed_everything(0)
+    L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        accelerator="cpu",
+        max_epochs=2,
+    ).fit(resumed, dm, ckpt_path=ckpt)
+    assert torch.equal(resumed.log_alpha, straight.log_alpha)
+    for k, v in _params(straight).items():
+        torch.testing.assert_close(_params(resumed)[k], v, rtol=0, atol=1e-7)
+
+
+def test_checkpoint_from_other_groups_is_refused(tiny_dm_factory, make_module, tmp_path):
+    dm = tiny_dm_factory(batch_size=16)
+    module = make_module(dm, weighting={"name": "robust"})
+    trainer = _fit(module, dm, max_steps=1)
+    ckpt = tmp_path / "a.ckpt"
+    trainer.save_checkpoint(ckpt)
+    other = copy.deepcopy(module)
+    other.group_names = list(reversed(module.group_names))
+    checkpoint = torch.load(ckpt, weights_only=True)
+    with pytest.raises(ValueError, match="trained on groups"):
+        other.on_load_checkpoint(checkpoint)
+
+
+def test_reference_stays_frozen_and_in_eval(tiny_dm_factory, make_module):
+    dm = tiny_dm_factory(batch_size=16)
+    module = make_module(dm, weighting={"name": "robust"})
+    ref_before = {k: v.clone() for k, v in module.policy.reference.state_dict().items()}
+    trainer = _fit(module, dm, max_steps=2)
+    assert not module.policy.reference.training
+    assert all(not p.requires_grad for p in module.policy.reference.parameters())
+    for k, v in module.policy.reference.state_dict().items():
+        assert torch.equal(v, ref_before[k])
+    opt_params = {id(p) for g in trainer.optimizers[0].param_groups for p in g["params"]}
+    assert not opt_params & {id(p) for p in module.policy.reference.parameters()}
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: LossConfig(beta=0.0), "beta"),
+        (lambda: LossConfig(beta=-1.0), "beta"),
+        (lambda: LossConfig(name="nope"), "model.loss.name"),
+        (lambda: LossConfig(name="ipo", label_smoothing=0.1), "label_smoothing"),
+        (lambda: WeightingConfig(chi=1.1), "chi"),
+        (lambda: WeightingConfig(step_size=-0.1), "step_size"),
+        (lambda: WeightingConfig(name="nope"), "model.weighting.name"),
+        (lambda: WeightingConfig(alpha_order="later"), "alpha_order"),
+    ],
+)
+def test_bad_settings_name_the_setting(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_nonfinite_loss_stops_before_any_update(tiny_dm_factory, make_module):
+    dm = tiny_dm_factory(batch_size=8)
+    module = make_module(dm, weighting={"name": "robust", "step_size": 0.1})
+    before, alpha = _params(module), module.log_alpha.clone()
+    with torch.no_grad():
+        module.policy.model.get_input_embeddings().weight[0, 0] = float("nan")
+        before = _params(module)
+    with pytest.raises(FloatingPointError, match="non-finite.*at optimizer step 0, batch 0"):
+        _fit(module, dm, max_steps=1)
+    assert torch.equal(module.log_alpha, alpha)
+    for k, v in _params(module).items():
+        assert torch.equal(v.nan_to_num(123.0), before[k].nan_to_num(123.0))
