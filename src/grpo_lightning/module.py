@@ -197,7 +197,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
             if not self._update_alpha(sums, counts, batch_idx):
                 return None
         stats, total, weights = None, torch.zeros((), device=self.device), None
-        for i, (mb, ref) in enumerate(zip(micro, references)):
+        for i, (mb, ref) in enumerate(zip(micro, references, strict=True)):
             out = self._pair_outputs(mb, ref)
             sums = group_sums(out.losses, mb["group"], k)
             if paper_order and len(micro) == 1 and not self._update_alpha(sums, counts, batch_idx):
@@ -227,9 +227,9 @@ class GroupRobustPreferenceModule(L.LightningModule):
                 k,
             )
             stats = s if stats is None else stats + s
-        if self.weighting.adaptive and self.weighting_config.alpha_order == "lagged":
-            if not self._update_alpha(stats.loss, counts, batch_idx):
-                return None
+        lagged = self.weighting.adaptive and self.weighting_config.alpha_order == "lagged"
+        if lagged and not self._update_alpha(stats.loss, counts, batch_idx):
+            return None
         self._optimizer_step()
         self._log_train(total, stats, weights)
         return total
