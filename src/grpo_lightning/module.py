@@ -192,7 +192,8 @@ class GroupRobustPreferenceModule(L.LightningModule):
         if paper_order and len(micro) > 1:  # no-grad pre-pass: the step's losses before any backward
             with torch.no_grad():
                 sums = sum(
-                    group_sums(self._pair_outputs(mb, r).losses, mb["group"], k) for mb, r in zip(micro, references)
+                    group_sums(self._pair_outputs(mb, r).losses, mb["group"], k)
+                    for mb, r in zip(micro, references, strict=True)
                 )
             if not self._update_alpha(sums, counts, batch_idx):
                 return None
