@@ -59,7 +59,7 @@ class GroupRobustCLI(LightningCLI):
             trainer.gradient_clip_algorithm = None
 
 
-def main(args: list[str] | None = None) -> GroupRobustCLI:
+def main(args: list[str] | None = None, run: bool = True) -> GroupRobustCLI:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # The frozen reference is in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
@@ -75,9 +75,15 @@ def main(args: list[str] | None = None) -> GroupRobustCLI:
             },
         },
         args=args,
+        run=run,
         auto_configure_optimizers=False,
     )
 
 
-if __name__ == "__main__":
+def entry_point() -> None:
+    """The ``grpo`` console script (returns nothing, so the exit status is 0 on success)."""
     main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    entry_point()

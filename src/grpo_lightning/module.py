@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import lightning as L
 import torch
+from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from grpo_lightning.config import LinearWarmup, LossConfig, WeightingConfig
@@ -26,6 +27,9 @@ from grpo_lightning.metrics import EVAL_STAGES, GroupPreferenceMetrics
 from grpo_lightning.policies import CausalLM, PolicySpec
 
 log = logging.getLogger(__name__)
+
+# The tiny causal LM; a lazy instance so the CLI can override its init_args from a YAML overlay.
+DEFAULT_POLICY = lazy_instance(CausalLM)
 
 
 class PairOutputs(NamedTuple):
@@ -83,7 +87,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
 
     def __init__(
         self,
-        policy: PolicySpec | None = None,
+        policy: PolicySpec = DEFAULT_POLICY,
         loss: LossConfig | None = None,
         weighting: WeightingConfig | None = None,
         group_names: list[str] | None = None,

@@ -1,0 +1,189 @@
+"""The real `grpo` CLI end to end on a tiny config, and every YAML under configs/."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from grpo_lightning.cli import main
+from grpo_lightning.metrics import eval_tags, train_tags
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--data.init_args.generated.num_pairs",
+    "100",
+    "--data.init_args.max_length",
+    "64",
+    "--data.init_args.max_prompt_length",
+    "56",
+    "--data.init_args.batch_size",
+    "8",
+    "--model.policy.init_args.tiny.hidden_size",
+    "32",
+    "--model.policy.init_args.tiny.num_hidden_layers",
+    "1",
+    "--model.policy.init_args.tiny.intermediate_size",
+    "64",
+]
+
+
+def _scalars(run_dir: Path) -> set[str]:
+    ea = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 0})
+    ea.Reload()
+    return set(ea.Tags()["scalars"]), set(ea.Tags()["images"])
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    """`grpo fit` in a subprocess through the console script, as a user runs it."""
+    out = tmp_path_factory.mktemp("cli")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [
+        str(Path(sys.executable).with_name("grpo")),
+        "fit",
+        "--config",
+        str(ROOT / "configs/default.yaml"),
+        *TINY,
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.logger.init_args.save_dir",
+        str(out),
+        "--trainer.logger.init_args.name",
+        "tiny",
+    ]
+    proc = subprocess.run(cmd, cwd=out, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out / "tiny" / "version_0", proc
+
+
+def test_fit_writes_every_tag_for_every_group(fitted):
+    run_dir, _ = fitted
+    groups = ["Avalon", "Brightwater", "Cedarholm", "Dunmore", "Eastvale"]
+    scalars, images = _scalars(run_dir)
+    missing = (set(train_tags(groups)) | set(eval_tags("val", groups))) - scalars
+    assert not missing, sorted(missing)
+    assert "train/group_weights" in images
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "tokenizer" / "tokenizer.json").is_file()
+    assert (run_dir / "config.yaml").is_file()
+
+
+def test_group_weights_move_towards_the_worst_group(fitted):
+    run_dir, _ = fitted
+    ea = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    ea.Reload()
+    first = {g: ea.Scalars(f"train/group_weight/{g}")[0].value for g in ("Avalon", "Eastvale")}
+    last = {g: ea.Scalars(f"train/group_weight/{g}")[-1].value for g in ("Avalon", "Eastvale")}
+    assert abs(sum(s.value for s in []) - 0) == 0
+    assert last != first, "the group-robust weights moved"
+    total = sum(
+        ea.Scalars(f"train/group_weight/{g}")[-1].value
+        for g in ("Avalon", "Brightwater", "Cedarholm", "Dunmore", "Eastvale")
+    )
+    assert total == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("subcommand", ["validate", "test"])
+def test_validate_and_test_from_the_checkpoint(fitted, subcommand, tmp_path):
+    run_dir, _ = fitted
+    cli = main(
+        [
+            subcommand,
+            "--config",
+            str(ROOT / "configs/default.yaml"),
+            *TINY,
+            "--ckpt_path",
+            str(run_dir / "checkpoints/last.ckpt"),
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path),
+        ]
+    )
+    stage = "val" if subcommand == "validate" else "test"
+    metrics = cli.trainer.callback_metrics
+    assert f"{stage}/worst_group_loss" in metrics
+    per_group = [metrics[f"{stage}/loss/{g}"] for g in cli.model.group_names if f"{stage}/loss/{g}" in metrics]
+    assert metrics[f"{stage}/worst_group_loss"] == max(per_group)
+
+
+def test_predict_writes_a_csv(fitted, tmp_path):
+    run_dir, _ = fitted
+    out = tmp_path / "pred.csv"
+    cli = main(
+        [
+            "predict",
+            "--config",
+            str(ROOT / "configs/default.yaml"),
+            *TINY,
+            "--ckpt_path",
+            str(run_dir / "checkpoints/last.ckpt"),
+            "--prediction_writer.output_path",
+            str(out),
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path),
+        ]
+    )
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == len(cli.datamodule.dataset("test"))
+    assert set(rows[0]) == {"index", "group", "loss", "chosen_reward", "rejected_reward", "margin"}
+    r = rows[0]
+    assert float(r["margin"]) == pytest.approx(float(r["chosen_reward"]) - float(r["rejected_reward"]), abs=1e-5)
+    assert {row["group"] for row in rows} <= set(cli.model.group_names)
+
+
+def test_trainer_accumulation_and_clipping_are_redirected(tmp_path):
+    cli = main(
+        [
+            "--config",
+            str(ROOT / "configs/default.yaml"),
+            *TINY,
+            "--trainer.accumulate_grad_batches",
+            "2",
+            "--trainer.gradient_clip_val",
+            "1.0",
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path),
+        ],
+        run=False,
+    )
+    assert cli.model.hparams.accumulate_grad_batches == 2
+    assert cli.datamodule.accumulate_grad_batches == 2
+    assert cli.model.hparams.gradient_clip_val == 1.0
+    assert cli.trainer.accumulate_grad_batches == 1 and cli.trainer.gradient_clip_val is None
+
+
+CONFIGS = sorted(p.relative_to(ROOT) for p in (ROOT / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=str)
+def test_every_config_parses_and_instantiates(config, tmp_path):
+    """Each YAML on its own (overlays fall back to the defaults for the rest)."""
+    extra = TINY if "experiment/goqa" not in str(config) and "bandit" not in str(config) else []
+    cli = main(
+        [
+            "--config",
+            str(ROOT / config),
+            *extra,
+            "--trainer.logger",
+            "false",
+            "--trainer.default_root_dir",
+            str(tmp_path),
+        ],
+        run=False,
+    )
+    assert cli.model.group_names == cli.datamodule.group_names
+    assert len(cli.model.hparams.group_counts) == len(cli.model.group_names)
+
+
+def test_bad_setting_stops_at_startup_naming_it(tmp_path):
+    with pytest.raises(ValueError, match="model.loss.beta"):
+        main(["--config", str(ROOT / "configs/default.yaml"), *TINY, "--model.loss.beta", "-1"], run=False)
+    with pytest.raises(ValueError, match="model.weighting.chi"):
+        main(["--config", str(ROOT / "configs/default.yaml"), *TINY, "--model.weighting.chi", "2"], run=False)
