@@ -98,7 +98,7 @@ def _number(node: ast.expr) -> float:
         return sign * float(node.value)
     if isinstance(node, ast.Name) and node.id in _SPECIAL_FLOATS:
         return sign * _SPECIAL_FLOATS[node.id]
-    raise ValueError(f"a share must be a number, got {ast.dump(node)[:80]}")
+    raise ValueError(f"a share in selections must be a number, got {ast.dump(node)[:80]}")
 
 
 def parse_selections(text: str) -> dict[str, list[float]]:
@@ -134,7 +134,7 @@ def parse_selections(text: str) -> dict[str, list[float]]:
         if not (isinstance(key_node, ast.Constant) and isinstance(key_node.value, str)):
             raise ValueError("selections keys must be country-name strings")
         if not isinstance(value_node, (ast.List, ast.Tuple)):
-            raise ValueError(f"the shares of {key_node.value!r} must be a list of numbers")
+            raise ValueError(f"the shares of {key_node.value!r} in selections must be a list of numbers")
         result[key_node.value] = [_number(element) for element in value_node.elts]
     return result
 
