@@ -140,3 +140,33 @@ class SaveTokenizer(Callback):
             path = _log_dir(trainer) / "tokenizer"
             tok.save_pretrained(str(path))
             log.info("saved the tokenizer to %s", path)
+
+
+class HFExport(Callback):
+    """Saves the trained policy and its tokenizer as a Hugging Face directory at the end of
+    training (off by default; the SFT stage turns it on). The preference stage then loads it as
+    initial policy and reference with ``--model.policy.init_args.name_or_path <dir>``.
+
+    Args:
+        save_on_train_end: write the directory when ``fit`` ends.
+        dirpath: where; default ``<log dir>/hf_model``.
+    """
+
+    def __init__(self, save_on_train_end: bool = False, dirpath: str | None = None) -> None:
+        self.save_on_train_end = save_on_train_end
+        self.dirpath = dirpath
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if not self.save_on_train_end or not trainer.is_global_zero:
+            return
+        path = Path(self.dirpath) if self.dirpath else _log_dir(trainer) / "hf_model"
+        model = pl_module.policy.model
+        if hasattr(model, "merge_and_unload"):  # a peft model: save the merged weights
+            import copy
+
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(str(path))
+        tok = getattr(pl_module, "tokenizer", None)
+        if tok is not None and hasattr(tok, "save_pretrained"):
+            tok.save_pretrained(str(path))
+        log.info("saved the policy as a Hugging Face model to %s", path)

@@ -6,10 +6,11 @@ import logging
 import sys
 import warnings
 
+from jsonargparse import set_parsing_settings
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from grpo_lightning.callbacks import GroupWeightFigure, PredictionCSVWriter, SaveTokenizer
+from grpo_lightning.callbacks import GroupWeightFigure, HFExport, PredictionCSVWriter, SaveTokenizer
 from grpo_lightning.data import PreferenceDataModule
 from grpo_lightning.module import GroupRobustPreferenceModule
 
@@ -36,6 +37,7 @@ class GroupRobustCLI(LightningCLI):
         parser.add_lightning_class_args(GroupWeightFigure, "group_weight_figure")
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
         parser.add_lightning_class_args(SaveTokenizer, "save_tokenizer")
+        parser.add_lightning_class_args(HFExport, "export")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
 
     def before_instantiate_classes(self) -> None:
@@ -63,11 +65,15 @@ def main(args: list[str] | None = None, run: bool = True) -> GroupRobustCLI:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # The frozen reference is in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    # omegaconf+ resolves ${...} interpolations after all configs and flags are merged, so an
+    # interpolation follows a value given on the command line; paths like ${seed_everything}
+    # are read from the top of the config.
+    set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
     return GroupRobustCLI(
         GroupRobustPreferenceModule,
         PreferenceDataModule,
         subclass_mode_data=True,
-        parser_kwargs={"parser_mode": "omegaconf"},
+        parser_kwargs={"parser_mode": "omegaconf+"},
         trainer_defaults={
             "logger": {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",

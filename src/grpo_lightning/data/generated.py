@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from grpo_lightning.data.prompts import LETTERS, format_prompt
+
 GROUPS = ("Avalon", "Brightwater", "Cedarholm", "Dunmore", "Eastvale")
 SHARES = (0.45, 0.25, 0.15, 0.10, 0.05)
 DISAGREEMENT = (0.0, 0.2, 0.45, 0.7, 0.95)
@@ -76,14 +78,6 @@ _OPTION_SETS = (
     ("A very big problem", "A moderately big problem", "A small problem", "Not a problem"),
     ("Strongly approve", "Approve", "Disapprove", "Strongly disapprove"),
 )
-LETTERS = "ABCDEFGH"
-
-
-def format_prompt(group: str, question: str, options: tuple[str, ...] | list[str]) -> str:
-    """The paper's GOQA prompt (Ramesh et al. 2024, App. E): group, question, lettered options."""
-    lines = [f"Opinion of people in {group} on: {question}", "Please select the best response:"]
-    lines += [f"{LETTERS[i]}. {option}" for i, option in enumerate(options)]
-    return "\n".join(lines)
 
 
 @dataclass(frozen=True)

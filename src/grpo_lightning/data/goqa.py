@@ -33,8 +33,12 @@ from typing import Any
 
 import datasets
 
+from grpo_lightning.data.module import PreferenceDataModule
+from grpo_lightning.data.prompts import LETTERS, format_prompt
+
 __all__ = [
     "DEFAULT_HUB_ID",
+    "GlobalOpinionQADataModule",
     "PAPER_COUNTRIES",
     "SKIP_REASONS",
     "build_goqa_pairs",
@@ -68,7 +72,6 @@ SKIP_REASONS: dict[str, str] = {
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("question", "selections", "options")
 OUTPUT_COLUMNS: tuple[str, ...] = ("prompt", "chosen", "rejected", "group", "sft_target", "question_id")
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _DEFAULTDICT_PREFIX = "defaultdict(<class 'list'>,"
 _SPECIAL_FLOATS = {"nan": math.nan, "inf": math.inf, "NaN": math.nan, "Infinity": math.inf}
 _OUTPUT_FEATURES = datasets.Features(
@@ -255,18 +258,6 @@ def load_goqa_table(path: str | None = None, hub_id: str = DEFAULT_HUB_ID, split
 # --------------------------------------------------------------------------------------------------------------------
 
 
-def format_prompt(country: str, question: str, options: Sequence[str]) -> str:
-    """The paper's prompt: ``Opinion of people in {country} on: {question}`` then one ``{letter}. {option}`` line each.
-
-    Example: ``"Opinion of people in Japan on: Q?\nPlease select the best response:\nA. Yes\nB. No"``.
-    """
-    if len(options) > len(LETTERS):
-        raise ValueError(f"at most {len(LETTERS)} options can be lettered, got {len(options)}")
-    lines = [f"Opinion of people in {country} on: {question}\nPlease select the best response:"]
-    lines.extend(f"{letter}. {option}" for letter, option in zip(LETTERS[: len(options)], options, strict=True))
-    return "\n".join(lines)
-
-
 def _pair_rng(seed: int, question_id: int, country: str) -> random.Random:
     """A generator that depends only on (seed, question, country), not on which other rows or groups are present."""
     digest = hashlib.sha256(f"{seed}\x00{question_id}\x00{country}".encode()).digest()
@@ -417,3 +408,41 @@ def build_goqa_pairs(
         dict(sorted(skips.items())) or "none",
     )
     return pairs_dataset, skips
+
+
+class GlobalOpinionQADataModule(PreferenceDataModule):
+    """Global Opinion QA as group-labelled preference pairs, one group per country (Ramesh et al.
+    2024, §5.2): the paper's real-data setting.
+
+    Reads the dataset's own schema from ``path`` (a CSV or parquet file, or a directory of them)
+    or else from ``hub_id``; every other argument is the one of :class:`PreferenceDataModule`
+    (splits are 80/10/10 per country, seeded, so runs of different methods see the same pairs).
+
+    Args:
+        countries: the groups, in id order: a list of countries (default: the paper's five,
+            Nigeria, Egypt, India (Current national sample), China, Japan) or ``"all"``.
+        n_pairs: pairs per (question, country): an int (distinct rejected options), or ``"all"``
+            for every ordered pair with a strictly higher share.
+        hub_id: the dataset on the Hugging Face hub, used when ``path`` is not given.
+        **kwargs: the arguments of :class:`PreferenceDataModule`.
+    """
+
+    def __init__(
+        self,
+        countries: list[str] | str = PAPER_COUNTRIES,
+        n_pairs: int | str = 1,
+        hub_id: str = DEFAULT_HUB_ID,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("groups", None if countries == "all" else list(countries))
+        super().__init__(hub_id=hub_id, **kwargs)
+        self.countries = countries if countries == "all" else list(countries)
+        self.n_pairs = n_pairs
+
+    def load_rows(self) -> datasets.Dataset:
+        table = load_goqa_table(self.path, hub_id=self.hub_id, split=self.hub_split)
+        pairs, skipped = build_goqa_pairs(
+            table, groups=self.countries, n_pairs=self.n_pairs, seed=self.seed, source_name=self.source_name
+        )
+        self.source_skipped = skipped
+        return pairs

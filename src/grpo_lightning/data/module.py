@@ -122,6 +122,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.split_fractions, self.seed, self.num_workers = tuple(split_fractions), seed, num_workers
         self.predict_split = predict_split
         self.skipped: Counter = Counter()
+        self.source_skipped: Counter = Counter()  # rows a ``load_rows`` override skipped itself
         self.rows_in = 0
 
     # ---------------------------------------------------------------- sources
@@ -147,6 +148,7 @@ class PreferenceDataModule(L.LightningDataModule):
         raw = self.load_rows()
         self.rows_in = len(raw)
         ds, skipped = clean_rows(raw, self.source_name)
+        skipped.update(self.source_skipped)
         names = self._resolve_groups(sorted(set(ds["group"])))
         index = {g: i for i, g in enumerate(names)}
         unlisted = sum(g not in index for g in ds["group"])
