@@ -21,7 +21,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/grpo fit --config configs/default.yaml
-	@echo "TensorBoard logs: logs/default/ (view with: $(VENV)/bin/tensorboard --logdir logs)"
+	@echo "TensorBoard logs: $$(ls -td logs/default/version_* | head -1) (view with: $(VENV)/bin/tensorboard --logdir logs)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
