@@ -328,6 +328,45 @@ def run_chi_sweep(
     )  # fmt: skip
 
 
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _task(kind: str, name: str, methods: list[str], seeds: list[int], kwargs: dict):
+    """One unit of work for a worker process: a scenario's loss family, or the χ sweep."""
+    if kind == "chi":
+        return kind, name, run_chi_sweep(methods, seeds, **kwargs)
+    return kind, name, run_scenario(name, methods, seeds, **kwargs)[kind]
+
+
+def run_tasks(tasks: list[tuple], workers: int, threads: int) -> list[tuple]:
+    """Run ``(kind, name, methods, seeds, kwargs)`` tasks, in ``workers`` processes if > 1.
+
+    Each scenario's DPO and IPO families, and the χ sweep, are independent tasks; the longest
+    go first. Torch's intra-op threads are set to ``threads`` in each process: with tensors this
+    small, one process per core beats one process with several threads by far.
+    """
+    if workers <= 1:
+        _init_worker(threads)
+        return [_task(*t) for t in tasks]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = [pool.submit(_task, *t) for t in tasks]
+        return [f.result() for f in futures]
+
+
+def _cost(task: tuple) -> float:
+    kind, name, methods, seeds, kwargs = task
+    if kind == "chi":
+        return SCENARIOS["uneven_imbalanced"].steps * len(methods)
+    sc = SCENARIOS[name]
+    return sc.steps * len(methods) if kind == "dpo" else sc.ipo_steps * len(methods)
+
+
 # ----------------------------------------------------------------------------------------------
 # Reporting
 # ----------------------------------------------------------------------------------------------
@@ -508,15 +547,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ipo-steps", type=int, default=None, help="α steps of the IPO family (default 100)")
     p.add_argument("--max-steps", type=int, default=None, help="cap on gradient steps (for smoke tests)")
     p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--workers", type=int, default=2, help="worker processes (1: run in this process)")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads per process")
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -525,12 +563,25 @@ def main(argv: list[str] | None = None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     scenarios = list(SCENARIOS) if args.scenario == "all" else [] if args.scenario == "none" else [args.scenario]
 
+    common = {"feature_type": args.feature_type, "max_steps": args.max_steps, "eval_every": args.eval_every}
+    tasks = []
+    for name in scenarios:
+        for family in ("dpo", "ipo"):
+            fam_methods = [m for m in methods if METHODS[m][0] == family]
+            if fam_methods:
+                kw = {**common, "ipo_weighting": args.ipo_weighting, "ipo_steps": args.ipo_steps}
+                tasks.append((family, name, fam_methods, seeds, kw))
+    if args.chi:
+        tasks.append(("chi", "uneven_imbalanced", args.chi, seeds, common))
+    tasks.sort(key=_cost, reverse=True)
+    started = time.perf_counter()
+    done = run_tasks(tasks, args.workers, args.threads)
+    log.info("all runs finished in %.1fs", time.perf_counter() - started)
+
     rows: list[dict] = []
     for name in scenarios:
-        families = run_scenario(
-            name, methods, seeds, feature_type=args.feature_type, ipo_weighting=args.ipo_weighting,
-            max_steps=args.max_steps, ipo_steps=args.ipo_steps, eval_every=args.eval_every,
-        )  # fmt: skip
+        families = {kind: res for kind, nm, res in done if nm == name and kind != "chi"}
+        families = {k: families[k] for k in ("dpo", "ipo") if k in families}
         for res in families.values():
             rows.extend(result_rows(name, res))
         plot_history(args.out / f"val_loss_{name}.png", name, families)
@@ -539,11 +590,9 @@ def main(argv: list[str] | None = None) -> None:
         plot_bars(args.out / "final_metrics.png", rows)
         print(format_table(rows))
 
-    if args.chi:
-        res = run_chi_sweep(
-            args.chi, seeds, feature_type=args.feature_type, max_steps=args.max_steps, eval_every=args.eval_every
-        )
-        crow = chi_rows(res)
+    chi_done = [res for kind, _, res in done if kind == "chi"]
+    if chi_done:
+        crow = chi_rows(chi_done[0])
         write_csv(args.out / "chi_results.csv", crow, list(crow[0]))
         plot_chi(args.out / "chi_tradeoff.png", crow)
         print(f"\n{'chi':>5} {'avg val loss':>20} {'worst val loss':>20}")
