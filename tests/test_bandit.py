@@ -257,7 +257,7 @@ def test_cli_writes_results(tmp_path):
     out = tmp_path / "out"
     main(
         ["--scenario", "uneven_imbalanced", "--seeds", "2", "--max-steps", "5", "--ipo-steps", "3",
-         "--eval-every", "2", "--workers", "1", "--chi", "0,0.5,1", "--out", str(out)]
+         "--eval-every", "2", "--workers", "1", "--no-compile", "--chi", "0,0.5,1", "--out", str(out)]
     )  # fmt: skip
     with (out / "results.csv").open() as f:
         reader = csv.DictReader(f)
@@ -276,3 +276,16 @@ def test_cli_writes_results(tmp_path):
         assert float(r["worst_val_loss_mean"]) >= float(r["avg_val_loss_mean"])
     for png in ("val_loss_uneven_imbalanced.png", "final_metrics.png", "chi_tradeoff.png"):
         assert (out / png).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_compiled_step_equals_eager():
+    """The CLI's default ``torch.compile`` path gives the eager results (up to rounding)."""
+    seeds = [2021, 2022]
+    data = make_data(seeds, DataConfig(weight=0.2, uneven=False))
+    kw = {"loss_type": "dpo", "beta": 1.0, "lr": 0.5, "alpha_step": 0.9, "steps": 20, "feature_type": "swapped"}
+    specs = [RunSpec("dpo"), RunSpec("is_dpo"), RunSpec("gr_dpo")]
+    eager = run_family(data, seeds, specs, **kw)
+    compiled = run_family(data, seeds, specs, compile=True, **kw)
+    torch.testing.assert_close(compiled.theta, eager.theta, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(compiled.weights, eager.weights, rtol=1e-10, atol=1e-12)

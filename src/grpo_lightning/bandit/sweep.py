@@ -150,7 +150,9 @@ class _Pairs:
         return group_means(self.group_loss_sums(policy, loss_type, beta), self.counts)
 
 
-def _run_setup(specs: list[RunSpec], num_seeds: int, train_counts: torch.Tensor, *, alpha_step: float, robust_estimator):
+def _run_setup(
+    specs: list[RunSpec], num_seeds: int, train_counts: torch.Tensor, *, alpha_step: float, robust_estimator
+):
     """Per-run initial log α, η_α, χ and θ-objective estimator, from the core's weightings."""
     log_alpha, steps, chis, estimators = [], [], [], []
     for spec in specs:
@@ -179,9 +181,7 @@ def _mixed_weights(log_alpha: torch.Tensor, chis: torch.Tensor) -> torch.Tensor:
 
 
 def _estimator_masks(estimators: list[str]) -> dict[str, torch.Tensor]:
-    return {
-        e: torch.tensor([x == e for x in estimators], dtype=DTYPE).unsqueeze(-1) for e in dict.fromkeys(estimators)
-    }
+    return {e: torch.tensor([x == e for x in estimators], dtype=DTYPE).unsqueeze(-1) for e in dict.fromkeys(estimators)}
 
 
 def run_family(
@@ -227,7 +227,9 @@ def run_family(
         delta = train.chosen_features - train.rejected_features  # (R, N, d)
         # per-(run, group) multiplier of a pair's loss in Σ_g w_g L̂_g: the estimate of unit sums
         unit = torch.ones_like(train.counts)
-        factor = sum(mask * group_loss_estimate(unit, train.counts, estimator=e, **est_kwargs) for e, mask in masks.items())
+        factor = sum(
+            mask * group_loss_estimate(unit, train.counts, estimator=e, **est_kwargs) for e, mask in masks.items()
+        )
 
     history_steps: list[int] = []
     history: list[torch.Tensor] = []
@@ -567,9 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ipo-steps", type=int, default=None, help="α steps of the IPO family (default 100)")
     p.add_argument("--max-steps", type=int, default=None, help="cap on gradient steps (for smoke tests)")
     p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument(
-        "--no-compile", dest="compile", action="store_false", help="run eagerly instead of torch.compile"
-    )
+    p.add_argument("--no-compile", dest="compile", action="store_false", help="run eagerly instead of torch.compile")
     p.add_argument("--workers", type=int, default=2, help="worker processes (1: run in this process)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads per process")
     return p
@@ -599,8 +599,9 @@ def main(argv: list[str] | None = None) -> None:
             if fam_methods:
                 kw = {**common, "ipo_weighting": args.ipo_weighting, "ipo_steps": args.ipo_steps}
                 tasks.append((family, name, fam_methods, seeds, kw))
-    if args.chi:
-        tasks.append(("chi", "uneven_imbalanced", args.chi, seeds, common))
+    if args.chi:  # split the χ values over the workers
+        chunks = [args.chi[i :: max(args.workers, 1)] for i in range(max(args.workers, 1))]
+        tasks.extend(("chi", f"chi_{i}", chunk, seeds, common) for i, chunk in enumerate(chunks) if chunk)
     tasks.sort(key=_cost, reverse=True)
     started = time.perf_counter()
     done = run_tasks(tasks, args.workers, args.threads)
@@ -620,7 +621,7 @@ def main(argv: list[str] | None = None) -> None:
 
     chi_done = [res for kind, _, res in done if kind == "chi"]
     if chi_done:
-        crow = chi_rows(chi_done[0])
+        crow = sorted((r for res in chi_done for r in chi_rows(res)), key=lambda r: r["chi"])
         write_csv(args.out / "chi_results.csv", crow, list(crow[0]))
         plot_chi(args.out / "chi_tradeoff.png", crow)
         print(f"\n{'chi':>5} {'avg val loss':>20} {'worst val loss':>20}")
