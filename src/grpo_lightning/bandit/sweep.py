@@ -502,6 +502,8 @@ def plot_bars(path: Path, rows: list[dict]) -> None:
             ax.bar(methods, means, yerr=ses, capsize=3, color=[f"C{k}" for k in range(len(methods))])
             ax.set_title(sc)
             ax.set_ylabel(label)
+            if key == "max_val_group_loss":  # DPO (≈0.5) and IPO (≈20) losses on one axis
+                ax.set_yscale("log")
             ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
