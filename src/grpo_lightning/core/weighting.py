@@ -24,7 +24,7 @@ from typing import ClassVar
 
 import torch
 
-ESTIMATORS = ("mean", "scaled_sum")
+ESTIMATORS = ("mean", "scaled_sum", "sum")
 
 
 def group_loss_estimate(
@@ -47,6 +47,10 @@ def group_loss_estimate(
             (N / N_g) · S_g without the 1/n (its ``divide_by_totalcount``); we divide by n so
             the estimate does not depend on the batch size or on how a step is split into
             micro-batches. Multiply the paper's η_α by its micro-batch size to compare.
+            ``sum``: S_g itself, so that Σ_g w_g L̂_g weights each pair of group g by w_g
+            alone rather than by w_g / n_g. This is the per-pair weighting of the paper's
+            bandit code for the closed-form GR-IPO regression; it is not an estimate of L_g
+            (it grows with n_g) and is offered only to reproduce that code.
         train_counts: N_g of the training split, ``(K,)``.
         total: n, the number of pairs in the optimizer step.
     """
@@ -55,6 +59,8 @@ def group_loss_estimate(
     if estimator == "scaled_sum":
         train_counts = train_counts.to(loss_sums)
         return loss_sums * (train_counts.sum() / train_counts.clamp(min=1)) / total
+    if estimator == "sum":
+        return loss_sums
     raise ValueError(f"unknown group loss estimator {estimator!r}; choose one of {ESTIMATORS}")
 
 
