@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from grpo_lightning.bandit.cli import main
 from grpo_lightning.bandit.env import (
     NUM_ACTIONS,
     DataConfig,
@@ -18,7 +19,8 @@ from grpo_lightning.bandit.env import (
     true_rewards,
 )
 from grpo_lightning.bandit.policy import LogLinearPolicy
-from grpo_lightning.bandit.sweep import CSV_COLUMNS, RunSpec, main, run_family
+from grpo_lightning.bandit.report import CSV_COLUMNS
+from grpo_lightning.bandit.sweep import RunSpec, run_family
 from grpo_lightning.core import group_loss_estimate, group_sums, weighted_objective
 
 D = torch.float64

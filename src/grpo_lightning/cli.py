@@ -7,11 +7,11 @@ import sys
 import warnings
 
 from jsonargparse import set_parsing_settings
+from lightning import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from grpo_lightning.callbacks import GroupWeightFigure, HFExport, PredictionCSVWriter, SaveTokenizer
-from grpo_lightning.data import PreferenceDataModule
 from grpo_lightning.module import GroupRobustPreferenceModule
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,9 @@ def main(args: list[str] | None = None, run: bool = True) -> GroupRobustCLI:
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
     return GroupRobustCLI(
         GroupRobustPreferenceModule,
-        PreferenceDataModule,
+        # Any DataModule that exposes group_names, train_group_counts, tokenizer and
+        # accumulate_grad_batches (PreferenceDataModule and its subclasses, the bandit's).
+        LightningDataModule,
         subclass_mode_data=True,
         parser_kwargs={"parser_mode": "omegaconf+"},
         trainer_defaults={

@@ -45,6 +45,8 @@ def register_loss(name: str, *, needs_reference: bool = True):
 def _logistic(h, policy_chosen, beta, label_smoothing):
     """DPO (Rafailov et al., 2023): −log σ(βh). With label smoothing ε (cDPO, Mitchell 2023)
     the label is flipped with probability ε: −(1−ε) log σ(βh) − ε log σ(−βh)."""
+    if label_smoothing == 0:
+        return -F.logsigmoid(beta * h)
     return -(1.0 - label_smoothing) * F.logsigmoid(beta * h) - label_smoothing * F.logsigmoid(-beta * h)
 
 

@@ -78,8 +78,9 @@ def exponentiated_gradient_step(log_alpha: torch.Tensor, group_losses: torch.Ten
 
 
 def mix_with_uniform(alpha: torch.Tensor, chi: float) -> torch.Tensor:
-    """w = (1 − χ)/K + χ α: χ = 1 is the worst-case objective, χ = 0 the group average."""
-    return (1.0 - chi) / alpha.numel() + chi * alpha
+    """w = (1 − χ)/K + χ α: χ = 1 is the worst-case objective, χ = 0 the group average.
+    ``alpha`` is ``(..., K)``; leading dimensions (several runs) are allowed."""
+    return (1.0 - chi) / alpha.shape[-1] + chi * alpha
 
 
 def weighted_objective(
