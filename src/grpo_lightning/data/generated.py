@@ -2,10 +2,12 @@
 
 Nothing is downloaded and nothing large is committed: the rows are a deterministic function of
 the seed. Five groups of very different sizes (≈ 45/25/15/10/5 %) answer the same multiple-choice
-questions; each group prefers one option per question. The largest group's preferred option is
-drawn at random; a smaller group disagrees with it more often (0 %, 20 %, 45 %, 70 %, 95 % of the
-questions), so the smallest group is the one a pooled objective serves worst — the situation
-group-robust training is for (Ramesh et al. 2024, §5.2).
+questions (40 subjects × 6 question frames); each group prefers one option per question. The
+largest group's preferred option depends on the subject; a smaller group departs from it on more
+question frames (0, 1, 3, 4 and 6 of the 6 frames: DISAGREEMENT × 6, rounded), by a fixed shift of
+the option letter. So every group's preferences are learnable, and the smallest group — which
+disagrees with the largest almost everywhere — is the one a pooled objective serves worst: the
+situation group-robust training is for (Ramesh et al. 2024, §5.2).
 """
 
 from __future__ import annotations
@@ -102,16 +104,22 @@ class GeneratedOpinions:
     def rows(self) -> dict[str, list]:
         """Columns ``prompt, chosen, rejected, group`` (answers are " A", " B", ... letters)."""
         rng = np.random.default_rng(self.seed)
-        questions = [(frame.format(s=subject), fi) for fi, frame in enumerate(_FRAMES) for subject in _SUBJECTS]
-        n_opts = 4
-        # Preferred option of each group for each question: group 0 draws at random, group g keeps
-        # group 0's answer unless it disagrees (probability DISAGREEMENT[g]), then picks another.
-        base = rng.integers(0, n_opts, size=len(questions))
+        n_opts, n_frames = 4, len(_FRAMES)
+        questions = [
+            (frame.format(s=subject), fi, si)
+            for fi, frame in enumerate(_FRAMES)
+            for si, subject in enumerate(_SUBJECTS)
+        ]
+        # Preferences follow rules a model can learn, like a country's consistent stances in GOQA:
+        # the largest group's answer depends on the subject; group g departs from it on a fixed
+        # set of question frames (DISAGREEMENT[g] of them), by a fixed shift of the option letter.
+        base = rng.integers(0, n_opts, size=len(_SUBJECTS))
         preferred = np.empty((len(GROUPS), len(questions)), dtype=np.int64)
-        for g, p in enumerate(DISAGREEMENT):
-            flip = rng.random(len(questions)) < p
-            shift = rng.integers(1, n_opts, size=len(questions))
-            preferred[g] = np.where(flip, (base + shift) % n_opts, base)
+        for g, share in enumerate(DISAGREEMENT):
+            frames = rng.permutation(n_frames)[: int(round(share * n_frames))]
+            shift = rng.integers(1, n_opts)
+            for q, (_, fi, si) in enumerate(questions):
+                preferred[g, q] = (base[si] + (shift if fi in frames else 0)) % n_opts
         counts = np.floor(np.asarray(SHARES) * self.num_pairs).astype(int)
         counts[0] += self.num_pairs - counts.sum()
         out: dict[str, list] = {"prompt": [], "chosen": [], "rejected": [], "group": []}
@@ -123,7 +131,7 @@ class GeneratedOpinions:
             shifts = np.stack([rng.permutation(np.arange(1, n_opts)) for _ in questions])
             seen = np.zeros(len(questions), dtype=np.int64)
             for q in order:
-                text, frame = questions[q]
+                text, frame, _ = questions[q]
                 chosen = int(preferred[g, q])
                 rejected = int((chosen + shifts[q, seen[q]]) % n_opts)
                 seen[q] += 1
