@@ -48,3 +48,37 @@ def make_module():
         )
 
     return make
+
+
+PAPER_COUNTRIES = ("Nigeria", "Egypt", "India (Current national sample)", "China", "Japan")
+
+
+@pytest.fixture(scope="session")
+def goqa_csv(tmp_path_factory):
+    """A small file in Global Opinion QA's own CSV schema: 40 questions, the paper's five
+    countries plus one other, seeded random answer shares."""
+    import csv
+    import random
+
+    rng = random.Random(0)
+    path = tmp_path_factory.mktemp("goqa") / "goqa.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["question", "selections", "options", "source"])
+        for q in range(40):
+            n = rng.choice([2, 3, 4])
+            options = [f"Option {k} of question {q}" for k in range(n)]
+            shares = {}
+            for country in (*PAPER_COUNTRIES, "Canada"):
+                raw = [rng.random() for _ in range(n)]
+                shares[country] = [round(x / sum(raw), 3) for x in raw]
+            body = ", ".join(f"'{c}': {v}" for c, v in shares.items())
+            writer.writerow(
+                [
+                    f"Question {q}: how do you feel about topic {q % 7}?",
+                    f"defaultdict(<class 'list'>, {{{body}}})",
+                    repr(options),
+                    "",
+                ]
+            )
+    return path

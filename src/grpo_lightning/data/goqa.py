@@ -434,7 +434,8 @@ class GlobalOpinionQADataModule(PreferenceDataModule):
         hub_id: str = DEFAULT_HUB_ID,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("groups", None if countries == "all" else list(countries))
+        if kwargs.get("groups") is None and countries != "all":
+            kwargs["groups"] = list(countries)  # the countries' order gives the group ids
         super().__init__(hub_id=hub_id, **kwargs)
         self.countries = countries if countries == "all" else list(countries)
         self.n_pairs = n_pairs
