@@ -82,3 +82,32 @@ def goqa_csv(tmp_path_factory):
                 ]
             )
     return path
+
+
+#: CLI flags that shrink the default config to a tiny model on 100 generated pairs.
+TINY_MODEL_FLAGS = [
+    "--model.policy.init_args.tiny.hidden_size",
+    "32",
+    "--model.policy.init_args.tiny.num_hidden_layers",
+    "1",
+    "--model.policy.init_args.tiny.intermediate_size",
+    "64",
+]
+
+
+def fit_quietly(module, datamodule, ckpt_path=None, **trainer_kwargs):
+    """``Trainer.fit`` on CPU without logger, checkpoints, progress bar or validation."""
+    import lightning as L
+
+    L.seed_everything(0)
+    trainer = L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        accelerator="cpu",
+        **trainer_kwargs,
+    )
+    trainer.fit(module, datamodule, ckpt_path=ckpt_path)
+    return trainer

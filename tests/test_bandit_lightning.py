@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import functools
 
-import lightning as L
 import pytest
 import torch
+from conftest import fit_quietly
 
 from grpo_lightning.bandit.env import DataConfig, make_data
 from grpo_lightning.bandit.lightning import BanditDataModule, LogLinearBandit
@@ -29,15 +29,7 @@ def test_lightning_path_equals_the_sweep(method, weighting):
         optimizer=functools.partial(torch.optim.SGD, lr=s.lr),
         lr_scheduler=None,
     )
-    L.Trainer(
-        max_steps=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        accelerator="cpu",
-    ).fit(module, dm)
+    fit_quietly(module, dm, max_steps=steps)
 
     result = run_family(
         make_data([seed], DataConfig(weight=s.weight, uneven=s.uneven, feature_type=feature_type)),

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TINY_MODEL_FLAGS
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from grpo_lightning.cli import main
@@ -24,12 +25,7 @@ TINY = [
     "56",
     "--data.init_args.batch_size",
     "8",
-    "--model.policy.init_args.tiny.hidden_size",
-    "32",
-    "--model.policy.init_args.tiny.num_hidden_layers",
-    "1",
-    "--model.policy.init_args.tiny.intermediate_size",
-    "64",
+    *TINY_MODEL_FLAGS,
 ]
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_MODEL_FLAGS
 from transformers import AutoModelForCausalLM
 
 from grpo_lightning.cli import main
@@ -14,12 +15,7 @@ from grpo_lightning.metrics import eval_tags
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "--model.policy.init_args.tiny.hidden_size",
-    "32",
-    "--model.policy.init_args.tiny.num_hidden_layers",
-    "1",
-    "--model.policy.init_args.tiny.intermediate_size",
-    "64",
+    *TINY_MODEL_FLAGS,
     "--data.batch_size",
     "8",
     "--trainer.enable_model_summary",

@@ -5,26 +5,13 @@ from __future__ import annotations
 import copy
 import functools
 
-import lightning as L
 import pytest
 import torch
+from conftest import fit_quietly
 
 from grpo_lightning.config import LossConfig, WeightingConfig
 
-
-def _fit(module, dm, **trainer_kwargs):
-    L.seed_everything(0)
-    trainer = L.Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        accelerator="cpu",
-        **trainer_kwargs,
-    )
-    trainer.fit(module, dm)
-    return trainer
+_fit = fit_quietly
 
 
 def _params(module):
@@ -120,16 +107,7 @@ def test_resumed_run_equals_uninterrupted(tiny_dm_factory, make_module, tmp_path
     torch.testing.assert_close(saved["state_dict"]["log_alpha"], first.log_alpha, rtol=0, atol=0)
 
     dm, resumed = build()
-    L.seed_everything(0)
-    L.Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        accelerator="cpu",
-        max_epochs=2,
-    ).fit(resumed, dm, ckpt_path=ckpt)
+    _fit(resumed, dm, ckpt_path=ckpt, max_epochs=2)
     assert torch.equal(resumed.log_alpha, straight.log_alpha)
     for k, v in _params(straight).items():
         torch.testing.assert_close(_params(resumed)[k], v, rtol=0, atol=1e-7)
