@@ -6,6 +6,7 @@ import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -60,6 +61,8 @@ class PreferenceDataModule(L.LightningDataModule):
         tokenizer: a tokenizer hub id or directory; ``None`` trains a byte-level BPE tokeniser on
             the training texts (for the tiny default model) and saves it with the run.
         tokenizer_vocab_size: vocabulary size of that trained tokeniser.
+        tokenizer_gguf_file: read the tokenizer from this GGUF file: a file name inside the
+            ``tokenizer`` directory, or a full path when ``tokenizer`` is ``None``.
         max_length: most tokens of prompt + completion.
         max_prompt_length: most prompt tokens (longer prompts keep their end); < ``max_length``.
         batch_size: pairs per micro-batch per device.
@@ -83,6 +86,7 @@ class PreferenceDataModule(L.LightningDataModule):
         groups: list[str] | None = None,
         tokenizer: str | None = None,
         tokenizer_vocab_size: int = 512,
+        tokenizer_gguf_file: str | None = None,
         max_length: int = 256,
         max_prompt_length: int = 192,
         batch_size: int = 16,
@@ -116,6 +120,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.generated = generated or GeneratedOpinions()
         self.columns, self.groups = columns, groups
         self.tokenizer_name, self.tokenizer_vocab_size = tokenizer, tokenizer_vocab_size
+        self.tokenizer_gguf_file = tokenizer_gguf_file
         self.max_length, self.max_prompt_length = max_length, max_prompt_length
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.accumulate_grad_batches = accumulate_grad_batches
@@ -210,8 +215,11 @@ class PreferenceDataModule(L.LightningDataModule):
         return list(self.groups)
 
     def _make_tokenizer(self, train: datasets.Dataset):
-        if self.tokenizer_name is not None:
-            return load_tokenizer(self.tokenizer_name)
+        name, gguf = self.tokenizer_name, self.tokenizer_gguf_file
+        if gguf is not None and name is None:  # a full path to a GGUF file
+            name, gguf = str(Path(gguf).parent), Path(gguf).name
+        if name is not None:
+            return load_tokenizer(name, gguf_file=gguf)
         texts = [p + c for p, c in zip(train["prompt"], train["chosen"], strict=True)] + list(train["rejected"])
         return train_tokenizer(texts, self.tokenizer_vocab_size)
 
