@@ -61,7 +61,15 @@ class GroupRobustCLI(LightningCLI):
             trainer.gradient_clip_algorithm = None
 
 
-def main(args: list[str] | None = None, run: bool = True) -> GroupRobustCLI:
+class _ParseOnlyCLI(GroupRobustCLI):
+    """Parses and validates a config without building the model or data (for configs whose model
+    cannot be loaded here, e.g. a hub model offline)."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def main(args: list[str] | None = None, run: bool = True, instantiate: bool = True) -> GroupRobustCLI:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # The frozen reference is in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
@@ -69,7 +77,8 @@ def main(args: list[str] | None = None, run: bool = True) -> GroupRobustCLI:
     # interpolation follows a value given on the command line; paths like ${seed_everything}
     # are read from the top of the config.
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
-    return GroupRobustCLI(
+    cli_class = GroupRobustCLI if instantiate else _ParseOnlyCLI
+    return cli_class(
         GroupRobustPreferenceModule,
         # Any DataModule that exposes group_names, train_group_counts, tokenizer and
         # accumulate_grad_batches (PreferenceDataModule and its subclasses, the bandit's).
@@ -83,7 +92,7 @@ def main(args: list[str] | None = None, run: bool = True) -> GroupRobustCLI:
             },
         },
         args=args,
-        run=run,
+        run=run and instantiate,
         auto_configure_optimizers=False,
     )
 
