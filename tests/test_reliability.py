@@ -505,3 +505,13 @@ def test_nonfinite_loss_skip_leaves_alpha_and_weights_and_continues(tiny_dm_fact
     assert any("at optimizer step 2, batch 2" in m and "skipping this optimizer step" in m for m in caplog.messages)
     assert trainer.global_step == 5 and not torch.equal(module.log_alpha, alpha)
     assert all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def test_empty_splits_are_allowed_and_a_zero_fraction_stays_empty(tmp_path):
+    """Found by the fuzz test: one row (val and test empty) used to crash in tokenisation, and a
+    split with fraction 0 used to get a prompt per group."""
+    dm = _dm(_jsonl(tmp_path / "one.jsonl", _rows(1)))
+    assert [len(dm.dataset(s)) for s in ("train", "val", "test")] == [1, 0, 0]
+    assert list(dm.val_dataloader()) == []
+    dm = _dm(_jsonl(tmp_path / "d.jsonl", _rows(20)), split_fractions=(0.9, 0.1, 0.0))
+    assert len(dm.dataset("test")) == 0 and len(dm.dataset("val")) == 2

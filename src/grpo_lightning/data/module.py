@@ -91,6 +91,25 @@ class ResumableDataLoader(DataLoader):
         self._resume = {"epoch": int(state_dict["epoch"]), "batches": int(state_dict["batches"])}
 
 
+def _empty_tokenized(split: datasets.Dataset) -> datasets.Dataset:
+    """An empty split with the columns tokenisation adds (a split can be empty, e.g. with a
+    split fraction of 0 or very few prompts)."""
+    ids = datasets.List(datasets.Value("int64"))
+    features = datasets.Features(
+        {
+            **split.features,
+            "index": datasets.Value("int64"),
+            "prompt_length": datasets.Value("int64"),
+            "chosen_ids": ids,
+            "rejected_ids": ids,
+            "keep": datasets.Value("bool"),
+            "drop": datasets.Value("string"),
+            "note": datasets.Value("string"),
+        }
+    )
+    return datasets.Dataset.from_dict({k: [] for k in features}, features=features)
+
+
 class PreferenceDataModule(L.LightningDataModule):
     """Group-labelled preference pairs for group-robust preference optimisation.
 
@@ -230,6 +249,9 @@ class PreferenceDataModule(L.LightningDataModule):
         notes: Counter = Counter()
         emptied: dict[str, list[str]] = defaultdict(list)
         for name, split in splits.items():
+            if len(split) == 0:  # map() adds no columns to an empty split
+                tokenized[name] = _empty_tokenized(split)
+                continue
             split = split.map(lambda _, i: {"index": i}, with_indices=True)
             split = split.map(
                 tokenize_pairs,

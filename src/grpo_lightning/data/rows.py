@@ -368,10 +368,13 @@ def stratified_split(
         uniq, inverse = np.unique(prompts_arr[rows].astype(str), return_inverse=True)
         order = rng.permutation(len(uniq))
         bounds = np.round(np.cumsum(fractions) * len(uniq)).astype(int)
-        # At least one prompt in every non-empty split when the group has enough prompts.
-        if len(uniq) >= len(fractions):
+        # At least one prompt in every split with a fraction > 0 when the group has enough
+        # prompts; a split with fraction 0 stays empty.
+        if len(uniq) >= sum(f > 0 for f in fractions):
             for i in range(len(bounds) - 1):
-                bounds[i] = min(max(bounds[i], (bounds[i - 1] if i else 0) + 1), len(uniq) - (len(bounds) - 1 - i))
+                prev = bounds[i - 1] if i else 0
+                later = sum(f > 0 for f in fractions[i + 1 :])
+                bounds[i] = min(max(bounds[i], prev + 1), len(uniq) - later) if fractions[i] > 0 else prev
         start = 0
         for i, stop in enumerate(bounds):
             chosen_prompts = order[start:stop]
