@@ -1,7 +1,8 @@
 """Interrupted runs: a ``grpo fit`` killed with SIGKILL in the middle of an epoch and resumed with
 ``--ckpt_path last`` ends exactly (bitwise, on CPU) where an uninterrupted run with the same seed
 ends: parameters, log α, optimizer and scheduler state, loop progress, the group-weight history
-and the logged per-step metrics."""
+and the logged metrics (see ``_compare_metrics`` for the two rows Lightning's logging order can
+leave out)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-STEPS_PER_EPOCH = 10  # 100 generated pairs → 80 training pairs, batch 8
-KILL_AFTER_STEP = 13  # in the middle of the second epoch
+STEPS_PER_EPOCH = 6  # 60 generated pairs → 46 training pairs, batch 8
+KILL_AFTER_STEP = 8  # in the middle of the second epoch
 
 CONFIG = """\
 seed_everything: 0
@@ -46,7 +47,7 @@ model:
 data:
   class_path: grpo_lightning.data.PreferenceDataModule
   init_args:
-    generated: {{num_pairs: 100}}
+    generated: {{num_pairs: 60}}
     max_length: 64
     max_prompt_length: 56
     batch_size: 8
@@ -70,17 +71,37 @@ def _fit_in_process(cfg: Path, *extra: str) -> None:
     main(["fit", "--config", str(cfg), *extra])
 
 
-def _metrics(root: Path) -> dict[tuple[str, ...], dict[str, str]]:
-    """Logged rows of all log versions by (epoch, step, which metrics); a step logged again
-    after the resume (logged but not checkpointed before the kill) must hold the same values."""
-    rows: dict[tuple[str, ...], dict[str, str]] = {}
+def _metrics(root: Path) -> dict[tuple[int, int], dict[str, str]]:
+    """Every logged value by (epoch, step), over all log versions of a run. A step logged again
+    after the resume must hold the same values."""
+    out: dict[tuple[int, int], dict[str, str]] = {}
     for version in sorted((root / "logs/run").glob("version_*")):
         with (version / "metrics.csv").open() as f:
             for row in csv.DictReader(f):
-                values = {k: v for k, v in row.items() if v not in ("", None)}
-                key = (row["epoch"], row["step"], *sorted(values))
-                assert rows.setdefault(key, values) == values, f"step logged twice with other values: {key}"
-    return rows
+                key = (int(row["epoch"] or -1), int(row["step"]))
+                values = {k: v for k, v in row.items() if v not in ("", None) and k not in ("epoch", "step")}
+                merged = out.setdefault(key, {})
+                for k, v in values.items():
+                    assert merged.setdefault(k, v) == v, f"{k} at {key} logged twice with other values"
+    return out
+
+
+def _compare_metrics(straight: dict, resumed: dict, ckpt_step: int) -> None:
+    """The killed + resumed logs hold the uninterrupted run's values, with two exceptions that
+    come from Lightning, not from the state: (1) the row of the checkpointed step itself is
+    written after its checkpoint (``on_train_batch_end``), so a kill in between loses it;
+    (2) Lightning re-logs the previous value of a metric not logged in a step (a group absent
+    from a batch), and a resumed process has no previous value to repeat."""
+    lost = {(1, ckpt_step - 1)}  # CSV step of optimizer step N is N - 1
+    assert resumed.keys() <= straight.keys(), resumed.keys() - straight.keys()
+    assert straight.keys() - resumed.keys() <= lost, straight.keys() - resumed.keys()
+    steps = sorted(straight)
+    for key in resumed:
+        for name, value in resumed[key].items():
+            assert straight[key].get(name) == value, (key, name, straight[key].get(name), value)
+        for name in straight[key].keys() - resumed[key].keys():
+            prev = [straight[k][name] for k in steps if k < key and name in straight[k]]
+            assert name.startswith("train/group_loss/") and prev and prev[-1] == straight[key][name], (key, name)
 
 
 def _assert_same_state(a: dict, b: dict, path: str = "") -> None:
@@ -103,11 +124,14 @@ def _assert_same_state(a: dict, b: dict, path: str = "") -> None:
 def _kill_when(proc: subprocess.Popen, ckpt: Path, timeout: float, seen: dict) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        if ckpt.exists():
+        last = ckpt.parent / "last.ckpt"
+        # Killing once last.ckpt holds the target step is the worst moment: that step's metrics
+        # row is not written yet.
+        if ckpt.exists() and last.exists() and last.stat().st_mtime_ns >= ckpt.stat().st_mtime_ns:
             os.kill(proc.pid, signal.SIGKILL)  # the child we started, by its id
             seen["killed"] = True
             return
-        time.sleep(0.02)
+        time.sleep(0.001)
 
 
 @pytest.mark.slow
@@ -168,6 +192,4 @@ def test_sigkill_mid_epoch_then_resume_last_equals_uninterrupted(tmp_path):
     _assert_same_state(a["callbacks"]["GroupWeightFigure"], b["callbacks"]["GroupWeightFigure"], "GroupWeightFigure")
     _assert_same_state(a["loops"]["fit_loop"]["epoch_progress"], b["loops"]["fit_loop"]["epoch_progress"], "epochs")
     # Every logged per-step metric (train losses and weights per group, validation metrics).
-    ma, mb = _metrics(straight), _metrics(killed)
-    assert ma.keys() == mb.keys()
-    assert ma == mb
+    _compare_metrics(_metrics(straight), _metrics(killed), step)
