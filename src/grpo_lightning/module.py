@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torchmetrics import MeanMetric
 
 from grpo_lightning.config import LinearWarmup, LossConfig, WeightingConfig
 from grpo_lightning.core import (
@@ -143,6 +144,10 @@ class GroupRobustPreferenceModule(L.LightningModule):
         # log α, in the checkpoint so a resumed run continues from the same weights.
         self.register_buffer("log_alpha", self.weighting.initial_log_alpha(counts))
         self.metrics = torch.nn.ModuleDict({s: GroupPreferenceMetrics(self.group_names, s) for s in EVAL_STAGES})
+        # The epoch mean of the training loss, in the checkpoint so a run resumed mid-epoch logs
+        # the same train/loss_epoch as an uninterrupted one (Lightning does not save its own).
+        self.train_loss_epoch = MeanMetric()
+        self.train_loss_epoch.persistent(True)
         self.last_group_weights: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ the method
@@ -264,9 +269,8 @@ class GroupRobustPreferenceModule(L.LightningModule):
         self.last_group_weights = weights.detach().cpu()
         n = int(stats.count.sum())
         self.log_dict({key: v.float() for key, v in values.items()}, on_step=True, on_epoch=False, batch_size=n)
-        self.log(
-            "train/loss_epoch", values["train/loss"].float(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n
-        )
+        self.train_loss_epoch.update(values["train/loss"].detach().float(), weight=n)
+        self.log("train/loss_epoch", self.train_loss_epoch, on_step=False, on_epoch=True, prog_bar=True)
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch, stage: str) -> None:
@@ -332,9 +336,18 @@ class GroupRobustPreferenceModule(L.LightningModule):
             }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        for key, value in self.train_loss_epoch.state_dict(prefix="train_loss_epoch.").items():
+            checkpoint.get("state_dict", {}).setdefault(key, value)  # checkpoints from before it existed
         saved = checkpoint.get("group_names")
         if saved is not None and list(saved) != self.group_names:
+            only_ckpt = [g for g in saved if g not in self.group_names]
+            only_run = [g for g in self.group_names if g not in saved]
+            diff = (
+                f"only in the checkpoint: {only_ckpt}; only in this run: {only_run}"
+                if only_ckpt or only_run
+                else "the same groups in another order"
+            )
             raise ValueError(
-                f"the checkpoint was trained on groups {list(saved)} but this run has {self.group_names}; "
-                "resuming would mix up the group weights. Use the same data and data.groups."
+                f"the checkpoint was trained on groups {list(saved)} but this run has {self.group_names} "
+                f"({diff}); resuming would mix up the group weights. Use the same data and data.groups."
             )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections import Counter
+import math
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +17,16 @@ import torch
 from torch.utils.data import DataLoader
 
 from grpo_lightning.data.generated import GeneratedOpinions
-from grpo_lightning.data.rows import DataError, clean_rows, load_files, load_hub, rename_columns, stratified_split
+from grpo_lightning.data.rows import (
+    DataError,
+    clean_rows,
+    load_files,
+    load_hub,
+    log_skipped,
+    rename_columns,
+    row_refs,
+    stratified_split,
+)
 from grpo_lightning.data.tokenization import PairCollator, count_notes, load_tokenizer, tokenize_pairs, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -40,6 +51,64 @@ class SeededShuffle(torch.utils.data.Sampler[int]):
 
     def __len__(self) -> int:
         return self.n
+
+
+class ResumableDataLoader(DataLoader):
+    """The training DataLoader, resumable in the middle of an epoch.
+
+    It implements ``state_dict``/``load_state_dict``, so Lightning's fit loop stores its state in
+    every checkpoint (``loops.fit_loop.state_dict.combined_loader``) and hands it back when a run
+    resumes mid-epoch (before the first batch is drawn). The state is the epoch and the number of
+    batches already yielded in it; the resumed iterator skips exactly those batches of the same
+    seeded order, so an interrupted and resumed run sees the batches of an uninterrupted one.
+    Lightning draws batches without pre-fetching from a loader with a length, so "yielded" is
+    "consumed by a training step".
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._yielded = 0
+        self._resume: dict[str, int] | None = None
+
+    def _epoch(self) -> int:
+        return int(getattr(self.sampler, "epoch", 0))
+
+    def __iter__(self):
+        resume, self._resume = self._resume, None
+        skip = 0
+        if resume is not None and resume.get("epoch") == self._epoch() and 0 < resume.get("batches", 0) < len(self):
+            skip = int(resume["batches"])
+            log.info("resuming epoch %d of the training data after batch %d of %d", self._epoch(), skip, len(self))
+        self._yielded = skip
+        batches = super().__iter__()
+        for batch in itertools.islice(batches, skip, None):
+            self._yielded += 1
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self._epoch(), "batches": self._yielded}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = {"epoch": int(state_dict["epoch"]), "batches": int(state_dict["batches"])}
+
+
+def _empty_tokenized(split: datasets.Dataset) -> datasets.Dataset:
+    """An empty split with the columns tokenisation adds (a split can be empty, e.g. with a
+    split fraction of 0 or very few prompts)."""
+    ids = datasets.List(datasets.Value("int64"))
+    features = datasets.Features(
+        {
+            **split.features,
+            "index": datasets.Value("int64"),
+            "prompt_length": datasets.Value("int64"),
+            "chosen_ids": ids,
+            "rejected_ids": ids,
+            "keep": datasets.Value("bool"),
+            "drop": datasets.Value("string"),
+            "note": datasets.Value("string"),
+        }
+    )
+    return datasets.Dataset.from_dict({k: [] for k in features}, features=features)
 
 
 class PreferenceDataModule(L.LightningDataModule):
@@ -98,7 +167,7 @@ class PreferenceDataModule(L.LightningDataModule):
         predict_split: str = "test",
     ) -> None:
         super().__init__()
-        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+        if isinstance(batch_size, bool) or batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
             raise ValueError(
                 f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size}, {eval_batch_size}"
             )
@@ -108,7 +177,11 @@ class PreferenceDataModule(L.LightningDataModule):
             raise ValueError(
                 f"data.max_prompt_length must lie in (0, data.max_length={max_length}), got {max_prompt_length}"
             )
-        if len(split_fractions) != 3 or any(f < 0 for f in split_fractions) or abs(sum(split_fractions) - 1) > 1e-6:
+        if (
+            len(split_fractions) != 3
+            or any(not (math.isfinite(f) and f >= 0) for f in split_fractions)
+            or abs(sum(split_fractions) - 1) > 1e-6
+        ):
             raise ValueError(f"data.split_fractions must be 3 numbers >= 0 summing to 1, got {split_fractions}")
         if split_fractions[0] <= 0:
             raise ValueError("data.split_fractions: the training fraction must be > 0")
@@ -116,6 +189,16 @@ class PreferenceDataModule(L.LightningDataModule):
             raise ValueError(f"data.predict_split must be one of {SPLITS}, got {predict_split!r}")
         if groups is not None and len(set(groups)) != len(groups):
             raise ValueError(f"data.groups lists a group twice: {groups}")
+        if groups is not None and not groups:
+            raise ValueError("data.groups is empty; leave it unset to use every group in the data")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
+        if tokenizer is None and tokenizer_vocab_size < 258:
+            raise ValueError(
+                f"data.tokenizer_vocab_size must be >= 258 (256 bytes + <pad> + <eos>), got {tokenizer_vocab_size}"
+            )
+        if path is not None and hub_id is not None:
+            raise ValueError("give data.path or data.hub_id, not both")
         self.path, self.hub_id, self.hub_split = path, hub_id, hub_split
         self.generated = generated or GeneratedOpinions()
         self.columns, self.groups = columns, groups
@@ -140,7 +223,7 @@ class PreferenceDataModule(L.LightningDataModule):
     def load_rows(self) -> datasets.Dataset:
         """Raw rows with columns prompt, chosen, rejected, group (override to add a source)."""
         if self.path is not None:
-            ds = load_files(self.path)
+            ds = load_files(self.path, self.columns)
         elif self.hub_id is not None:
             ds = load_hub(self.hub_id, self.hub_split)
         else:
@@ -150,22 +233,34 @@ class PreferenceDataModule(L.LightningDataModule):
     # ---------------------------------------------------------------- preparation
     @cached_property
     def _prepared(self) -> dict[str, Any]:
+        """Load, clean, split and tokenise once; log one summary line (rows in, kept, skipped per
+        reason) and keep the counts in :attr:`rows_in` and :attr:`skipped`."""
         raw = self.load_rows()
-        self.rows_in = len(raw)
+        # A load_rows override may skip source rows itself (GOQA: unusable distributions); they
+        # count as rows in, so that rows in = kept + skipped holds for every source.
+        self.rows_in = len(raw) + sum(self.source_skipped.values())
         ds, skipped = clean_rows(raw, self.source_name)
         skipped.update(self.source_skipped)
+        self.skipped = skipped
         names = self._resolve_groups(sorted(set(ds["group"])))
         index = {g: i for i, g in enumerate(names)}
-        unlisted = sum(g not in index for g in ds["group"])
+        unlisted = [i for i, g in enumerate(ds["group"]) if g not in index]
         if unlisted:
-            skipped["group_not_in_data.groups"] += unlisted
+            skipped["group_not_in_data.groups"] += len(unlisted)
+            refs = row_refs(ds.select(unlisted), self.source_name)
+            log_skipped(self.source_name, {"group_not_in_data.groups": refs}, self.rows_in)
             ds = ds.filter(lambda g: g in index, input_columns="group")
         ds = ds.map(lambda g: {"group_id": index[g]}, input_columns="group")
         parts = stratified_split(ds["group_id"], ds["prompt"], self.split_fractions, self.seed)
         splits = {name: ds.select(rows) for name, rows in zip(SPLITS, parts, strict=True)}
         tokenizer = self._make_tokenizer(splits["train"])
         tokenized = {}
+        notes: Counter = Counter()
+        emptied: dict[str, list[str]] = defaultdict(list)
         for name, split in splits.items():
+            if len(split) == 0:  # map() adds no columns to an empty split
+                tokenized[name] = _empty_tokenized(split)
+                continue
             split = split.map(lambda _, i: {"index": i}, with_indices=True)
             split = split.map(
                 tokenize_pairs,
@@ -177,31 +272,57 @@ class PreferenceDataModule(L.LightningDataModule):
                 },
                 desc=f"tokenising {name}",
             )
-            notes = count_notes(split["note"])
-            for note, n in notes.items():
+            for note, n in count_notes(split["note"]).items():
+                notes[note] += n
                 log.info("%s/%s: %d pairs with %s", self.source_name, name, n, note)
-            dropped = len(split) - sum(split["keep"])
-            if dropped:
-                skipped["completion_empty_after_tokenization"] += dropped
+            drop = [i for i, k in enumerate(split["keep"]) if not k]
+            if drop:
+                refs = row_refs(split.select(drop), self.source_name)
+                for why, ref in zip(split.select(drop)["drop"], refs, strict=True):
+                    skipped[why] += 1
+                    emptied[why].append(ref)
                 split = split.filter(lambda k: k, input_columns="keep")
             tokenized[name] = split
+        log_skipped(self.source_name, emptied, self.rows_in)
         counts = torch.bincount(torch.tensor(tokenized["train"]["group_id"], dtype=torch.long), minlength=len(names))
-        empty = [names[g] for g in range(len(names)) if counts[g] == 0]
-        if empty:
-            raise DataError(f"{self.source_name}: group(s) {empty} have no training pairs after cleaning")
-        self.skipped = skipped
         kept = sum(len(s) for s in tokenized.values())
+        if kept + sum(skipped.values()) != self.rows_in:  # every row is kept or counted, nothing else
+            raise AssertionError(f"row accounting: {self.rows_in} in != {kept} kept + {dict(skipped)} skipped")
         log.info(
-            "%s: %d rows in, %d pairs kept (train/val/test %s), %d skipped %s; groups %s with N_g %s",
+            "%s: data prepared: %d rows in, %d kept (train/val/test %s), %d skipped %s; groups %s with N_g %s%s",
             self.source_name,
             self.rows_in,
             kept,
             "/".join(str(len(tokenized[s])) for s in SPLITS),
             sum(skipped.values()),
-            dict(skipped),
+            dict(sorted(skipped.items())),
             names,
             counts.tolist(),
+            f"; truncated or re-encoded pairs {dict(sorted(notes.items()))}" if notes else "",
         )
+        empty = [names[g] for g in range(len(names)) if counts[g] == 0]
+        if empty:
+            raise DataError(
+                f"{self.source_name}: group(s) {empty} have no training pairs after cleaning "
+                f"(skipped: {dict(skipped)}); add data for them or leave them out of data.groups"
+            )
+        if len(names) == 1:
+            log.warning(
+                "%s: only one group (%r): group-robust and importance weighting reduce to the plain "
+                "(uniform) objective",
+                self.source_name,
+                names[0],
+            )
+        step = self.batch_size * self.accumulate_grad_batches
+        small = {names[g]: int(counts[g]) for g in range(len(names)) if counts[g] < step}
+        if small:
+            log.warning(
+                "%s: group(s) with fewer training pairs than one optimizer step (%d pairs): %s; most steps "
+                "will not see them and their loss estimate is noisy",
+                self.source_name,
+                step,
+                small,
+            )
         return {"names": names, "counts": counts.tolist(), "tokenizer": tokenizer, "splits": tokenized}
 
     def _resolve_groups(self, present: list[str]) -> list[str]:
@@ -245,7 +366,7 @@ class PreferenceDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         ds = self.dataset(split).select_columns(["chosen_ids", "rejected_ids", "prompt_length", "group_id", "index"])
-        return DataLoader(
+        return (ResumableDataLoader if shuffle else DataLoader)(
             ds,
             batch_size=batch_size,
             sampler=SeededShuffle(len(ds), self.seed) if shuffle else None,

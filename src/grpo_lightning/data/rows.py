@@ -1,14 +1,21 @@
 """Loading raw preference rows and checking them before any tokenisation.
 
 Every row that is not used is counted under a reason and logged; nothing is dropped silently.
+A problem that makes the file unusable (it cannot be parsed, a value has the wrong type, text is
+not valid UTF-8) is refused with a :class:`DataError` naming the file, the 1-based data row of
+that file and the field. See ``docs/reliability.md`` for the whole catalogue.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -16,15 +23,206 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 REQUIRED = ("prompt", "chosen", "rejected", "group")
+TEXT_FIELDS = ("prompt", "chosen", "rejected")
+#: Columns that carry each row's origin (file name, 1-based data row of that file) through
+#: cleaning, splitting and tokenisation, so that any message about a row names the source row.
+SOURCE_COLUMNS = ("source_file", "source_row")
 _BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+#: Skip reasons, in the order they are tested (a row is counted once, under the first that applies).
+SKIP_REASONS = (
+    "null_group",
+    "empty_prompt",
+    "empty_chosen",
+    "empty_rejected",
+    "chosen_equals_rejected",
+    "duplicate_pair",
+    "group_not_in_data.groups",
+    "completion_empty_after_tokenization",
+    "identical_after_truncation",
+)
 
 
 class DataError(ValueError):
     """Bad input data: the message names the source, row and field."""
 
 
-def load_files(path: str | Sequence[str]) -> datasets.Dataset:
-    """Local jsonl/json/csv/parquet file(s), or a directory of them, as one Dataset."""
+def _where(file: str, row: int | None = None, field: str | None = None, line: int | None = None) -> str:
+    out = str(file)
+    if row is not None:
+        out += f", row {row}"
+        if line is not None and line != row:
+            out += f" (line {line})"
+    elif line is not None:
+        out += f", line {line}"
+    if field is not None:
+        out += f", field {field!r}"
+    return out
+
+
+def _check_text(value: Any, file: str, row: int, field: str, line: int | None = None) -> str | None:
+    """A text cell: str or missing (None). Anything else, or text that is not valid UTF-8, is refused."""
+    if value is None or isinstance(value, str):
+        if value is not None:
+            _check_utf8(value, file, row, field, line)
+        return value
+    raise DataError(
+        f"{_where(file, row, field, line)}: expected text, got {type(value).__name__} {value!r:.60}. "
+        "Every prompt/chosen/rejected value must be a string."
+    )
+
+
+def _check_group(value: Any, file: str, row: int, field: str, line: int | None = None) -> str | None:
+    """A group label: a string, an integer (used as its decimal name) or missing (None)."""
+    if value is None or isinstance(value, str):
+        if value is not None:
+            _check_utf8(value, file, row, field, line)
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise DataError(
+        f"{_where(file, row, field, line)}: a group label must be a string or an integer, "
+        f"got {type(value).__name__} {value!r:.60}"
+    )
+
+
+def _check_utf8(text: str, file: str, row: int | None, field: str | None, line: int | None = None) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = text[err.start]
+        what = (
+            f"byte 0x{ord(bad) - 0xDC00:02x} is not valid UTF-8"
+            if 0xDC80 <= ord(bad) <= 0xDCFF
+            else f"lone surrogate U+{ord(bad):04X} is not valid Unicode"
+        )
+        raise DataError(
+            f"{_where(file, row, field, line)}: {what} (at character {err.start}). Re-save the file as UTF-8."
+        ) from None
+
+
+def _decode(path: Path) -> str:
+    """The file's text; bytes that are not UTF-8 become surrogates (refused where they are used,
+    naming the row and field)."""
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _read_json(path: Path) -> tuple[list[dict], list[int]]:
+    """Rows of a JSON-lines file (or a .json file holding one list of objects) and their lines."""
+    text = _decode(path)
+    stripped = text.lstrip()
+    if path.suffix == ".json" and stripped.startswith("["):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{_where(path, line=err.lineno)}: not valid JSON: {err.msg}") from None
+        if not all(isinstance(r, dict) for r in data):
+            bad = next(i for i, r in enumerate(data, 1) if not isinstance(r, dict))
+            raise DataError(f"{_where(path, bad)}: expected a JSON object, got {type(data[bad - 1]).__name__}")
+        return data, list(range(1, len(data) + 1))
+    rows, lines = [], []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        row = len(rows) + 1
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            if any(0xDC80 <= ord(ch) <= 0xDCFF for ch in line):
+                _check_utf8(line, str(path), row, None, lineno)
+            raise DataError(
+                f"{_where(path, row, line=lineno)}: not valid JSON: {err.msg} (column {err.colno})"
+            ) from None
+        if not isinstance(obj, dict):
+            raise DataError(f"{_where(path, row, line=lineno)}: expected a JSON object, got {type(obj).__name__}")
+        rows.append(obj)
+        lines.append(lineno)
+    return rows, lines
+
+
+def _read_csv(path: Path) -> tuple[list[dict], list[int]]:
+    """Rows of a CSV file with a header; every value is text ("" is an empty value)."""
+    reader = csv.reader(io.StringIO(_decode(path), newline=""), strict=True)
+    rows, lines = [], []
+    try:
+        header = next(reader, None)
+        if header is None:
+            return [], []
+        if len(set(header)) != len(header):
+            raise DataError(f"{_where(path, line=1)}: the header names a column twice: {header}")
+        for values in reader:
+            if not values:  # a blank line is no row
+                continue
+            row = len(rows) + 1
+            if len(values) != len(header):
+                raise DataError(
+                    f"{_where(path, row, line=reader.line_num)}: {len(values)} fields, the header has "
+                    f"{len(header)} ({header}); quote values that contain commas or line breaks"
+                )
+            rows.append(dict(zip(header, values, strict=True)))
+            lines.append(reader.line_num)
+    except csv.Error as err:
+        raise DataError(f"{_where(path, line=reader.line_num)}: not valid CSV: {err}") from None
+    return rows, lines
+
+
+def _rows_to_dataset(path: Path, rows: list[dict], lines: list[int], names: Mapping[str, str]) -> datasets.Dataset:
+    """Check each row's required fields and build a Dataset; other columns are kept when they
+    have one simple type."""
+    file = str(path)
+    present = {k for r in rows for k in r}
+    cols: dict[str, list] = {}
+    for dst, src in names.items():
+        if src not in present:
+            continue  # the missing column is refused by rename_columns, with the column list
+        check = _check_group if dst == "group" else _check_text
+        cols[src] = [
+            check(r.get(src), file, i, src, line) for i, (r, line) in enumerate(zip(rows, lines, strict=True), 1)
+        ]
+    for key in sorted(present - set(cols) - set(SOURCE_COLUMNS)):
+        values = [r.get(key) for r in rows]
+        kinds = {type(v) for v in values if v is not None}
+        if len(kinds) == 1 and kinds <= {str, int, float, bool}:
+            cols[key] = values
+        else:
+            log.info("%s: column %r has mixed or nested values; not kept", file, key)
+    cols[SOURCE_COLUMNS[0]] = [path.name] * len(rows)
+    cols[SOURCE_COLUMNS[1]] = list(range(1, len(rows) + 1))
+    ds = datasets.Dataset.from_dict(cols)
+    text = {src: datasets.Value("string") for src in names.values() if src in cols}
+    if any(ds.features[k] != v for k, v in text.items()):  # an all-null column has no type yet
+        ds = ds.cast(datasets.Features({**ds.features, **text}))
+    return ds
+
+
+def _load_one(path: Path, builder: str, names: Mapping[str, str]) -> datasets.Dataset:
+    if builder == "json":
+        rows, lines = _read_json(path)
+    elif builder == "csv":
+        rows, lines = _read_csv(path)
+    else:
+        try:
+            ds = datasets.Dataset.from_parquet(str(path))
+        except Exception as err:  # pyarrow raises several types; name the file either way
+            raise DataError(f"{path}: could not read as parquet ({type(err).__name__}: {err})") from err
+        if len(ds) == 0:
+            raise DataError(f"{path}: no data rows")
+        return ds.add_column(SOURCE_COLUMNS[0], [path.name] * len(ds)).add_column(
+            SOURCE_COLUMNS[1], list(range(1, len(ds) + 1))
+        )
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    return _rows_to_dataset(path, rows, lines, names)
+
+
+def load_files(path: str | Sequence[str], columns: Mapping[str, str] | None = None) -> datasets.Dataset:
+    """Local jsonl/json/csv/parquet file(s), or a directory of them, as one Dataset.
+
+    Each row's file name and 1-based data row are kept in :data:`SOURCE_COLUMNS`. ``columns``
+    (the ``data.columns`` mapping) names the fields whose values are checked row by row: text
+    for prompt/chosen/rejected, a string or integer for the group; a wrong type or invalid
+    UTF-8 is a :class:`DataError` naming file, row and field.
+    """
     paths = [path] if isinstance(path, str) else list(path)
     files: list[Path] = []
     for p in map(Path, paths):
@@ -40,10 +238,15 @@ def load_files(path: str | Sequence[str]) -> datasets.Dataset:
     if None in kinds or len(kinds) != 1:
         raise DataError(f"data.path: files must share one of {sorted(_BUILDERS)}, got {[f.name for f in files]}")
     builder = kinds.pop()
+    names = {dst: dict(columns or {}).get(dst, dst) for dst in REQUIRED}
+    parts = [_load_one(f, builder, names) for f in files]
+    if len(parts) == 1:
+        return parts[0]
     try:
-        return datasets.load_dataset(builder, data_files=[str(f) for f in files], split="train")
-    except Exception as err:  # the builders raise many types; name the file either way
-        raise DataError(f"data.path: could not read {[str(f) for f in files]} as {builder}: {err}") from err
+        return datasets.concatenate_datasets(parts)
+    except Exception as err:
+        schemas = {f.name: dict(p.features) for f, p in zip(files, parts, strict=True)}
+        raise DataError(f"data.path: the files do not share one set of columns and types: {schemas}") from err
 
 
 def load_hub(hub_id: str, split: str = "train", revision: str | None = None) -> datasets.Dataset:
@@ -67,27 +270,61 @@ def rename_columns(ds: datasets.Dataset, columns: Mapping[str, str] | None, sour
     missing = [src for src in mapping if src not in ds.column_names]
     if missing:
         raise DataError(f"{source}: column(s) {missing} named in data.columns not found; columns are {ds.column_names}")
+    clash = [dst for src, dst in mapping.items() if dst in ds.column_names and dst not in mapping]
+    if clash:
+        raise DataError(f"{source}: data.columns maps onto {clash}, which the data already has as column(s)")
     ds = ds.rename_columns(mapping) if mapping else ds
     absent = [c for c in REQUIRED if c not in ds.column_names]
     if absent:
         raise DataError(
-            f"{source}: missing column(s) {absent}; found {ds.column_names}. Map yours with "
-            "--data.columns '{prompt: my_prompt, chosen: ..., rejected: ..., group: ...}'"
+            f"{source}: missing column(s) {absent}; found {[c for c in ds.column_names if c not in SOURCE_COLUMNS]}. "
+            "Map yours with --data.columns '{prompt: my_prompt, chosen: ..., rejected: ..., group: ...}'"
         )
-    for col in ("prompt", "chosen", "rejected"):
+    for col in TEXT_FIELDS:
         dtype = ds.features[col]
-        if not (isinstance(dtype, datasets.Value) and dtype.dtype in ("string", "large_string")):
+        if not (isinstance(dtype, datasets.Value) and dtype.dtype in ("string", "large_string", "null")):
             raise DataError(f"{source}: column {col!r} must hold text, found {dtype}")
+    group = ds.features["group"]
+    if not (
+        isinstance(group, datasets.Value)
+        and (group.dtype in ("string", "large_string", "null") or "int" in group.dtype)
+    ):
+        raise DataError(f"{source}: column 'group' must hold strings or integers, found {group}")
     return ds
+
+
+def row_refs(ds: datasets.Dataset, source: str) -> list[str]:
+    """``file, row N`` of every row (the 1-based data row of its source file)."""
+    if all(c in ds.column_names for c in SOURCE_COLUMNS):
+        return [f"{f}, row {r}" for f, r in zip(ds[SOURCE_COLUMNS[0]], ds[SOURCE_COLUMNS[1]], strict=True)]
+    return [f"{source}, row {i}" for i in range(1, len(ds) + 1)]
+
+
+def log_skipped(source: str, rows: Mapping[str, list[str]], total: int, examples: int = 5) -> None:
+    """One warning per skip reason, naming the first few source rows."""
+    for why, refs in rows.items():
+        shown = "; ".join(refs[:examples]) + ("; ..." if len(refs) > examples else "")
+        log.warning("%s: skipped %d of %d rows as %s (%s)", source, len(refs), total, why, shown)
 
 
 def clean_rows(ds: datasets.Dataset, source: str) -> tuple[datasets.Dataset, Counter]:
     """Drop unusable rows, counting each reason: empty prompt/chosen/rejected, a null group,
-    chosen identical to rejected, and exact duplicate pairs (the first copy is kept)."""
+    chosen identical to rejected, and exact duplicate pairs (the first copy is kept).
+
+    Text that is not valid UTF-8 is refused (:class:`DataError` naming the row and field).
+    Whitespace-only text counts as empty; a duplicate is the same prompt, chosen, rejected and group.
+    """
     prompts, chosen, rejected, groups = (ds[c] for c in REQUIRED)
+    refs = row_refs(ds, source)
     reasons: list[str] = []
     seen: set[tuple] = set()
-    for p, c, r, g in zip(prompts, chosen, rejected, groups, strict=True):
+    for i, (p, c, r, g) in enumerate(zip(prompts, chosen, rejected, groups, strict=True)):
+        for field, value in zip(REQUIRED, (p, c, r, g), strict=True):
+            if isinstance(value, str):
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    _check_utf8(value, refs[i], None, field)
         if g is None or (isinstance(g, str) and not g.strip()):
             reasons.append("null_group")
         elif p is None or not p.strip():
@@ -105,8 +342,11 @@ def clean_rows(ds: datasets.Dataset, source: str) -> tuple[datasets.Dataset, Cou
             reasons.append("")
     keep = [i for i, why in enumerate(reasons) if not why]
     skipped = Counter(why for why in reasons if why)
-    if skipped:
-        log.warning("%s: skipped %d of %d rows: %s", source, sum(skipped.values()), len(ds), dict(skipped))
+    by_reason: dict[str, list[str]] = defaultdict(list)
+    for ref, why in zip(refs, reasons, strict=True):
+        if why:
+            by_reason[why].append(ref)
+    log_skipped(source, by_reason, len(ds))
     ds = ds.select(keep) if len(keep) < len(ds) else ds
     group_feature = ds.features["group"]
     if not (isinstance(group_feature, datasets.Value) and group_feature.dtype == "string"):
@@ -128,10 +368,13 @@ def stratified_split(
         uniq, inverse = np.unique(prompts_arr[rows].astype(str), return_inverse=True)
         order = rng.permutation(len(uniq))
         bounds = np.round(np.cumsum(fractions) * len(uniq)).astype(int)
-        # At least one prompt in every non-empty split when the group has enough prompts.
-        if len(uniq) >= len(fractions):
+        # At least one prompt in every split with a fraction > 0 when the group has enough
+        # prompts; a split with fraction 0 stays empty.
+        if len(uniq) >= sum(f > 0 for f in fractions):
             for i in range(len(bounds) - 1):
-                bounds[i] = min(max(bounds[i], (bounds[i - 1] if i else 0) + 1), len(uniq) - (len(bounds) - 1 - i))
+                prev = bounds[i - 1] if i else 0
+                later = sum(f > 0 for f in fractions[i + 1 :])
+                bounds[i] = min(max(bounds[i], prev + 1), len(uniq) - later) if fractions[i] > 0 else prev
         start = 0
         for i, stop in enumerate(bounds):
             chosen_prompts = order[start:stop]

@@ -53,9 +53,12 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, gguf_f
             "Offline (HF_HUB_OFFLINE=1) only local directories and files already in the cache work."
         ) from err
     if tok.eos_token_id is None:
-        raise ValueError(f"tokenizer {name_or_path!r} has no EOS token; completions must end with one")
+        raise ValueError(
+            f"data.tokenizer={name_or_path!r} has no EOS token; completions must end with one. "
+            "Use a tokenizer with an eos_token (set it in its tokenizer_config.json)."
+        )
     if tok.pad_token_id is None:
-        log.info("tokenizer %s has no pad token; using EOS (%r) for padding", name_or_path, tok.eos_token)
+        log.warning("tokenizer %s has no pad token; using EOS (%r) for padding", name_or_path, tok.eos_token)
         tok.pad_token = tok.eos_token
     return tok
 
@@ -74,7 +77,9 @@ def tokenize_pairs(
     tokenizer produces them for real text), otherwise prompt and completion are encoded
     separately and concatenated (counted as ``prefix_mismatch``). A prompt longer than
     ``max_prompt_length`` keeps its last tokens; a completion is cut to fit ``max_length``.
-    Output column ``keep`` is False for pairs a truncation left without a completion token.
+    Output column ``keep`` is False for pairs to skip, and ``drop`` says why:
+    ``completion_empty_after_tokenization`` (a completion without a token of its own) or
+    ``identical_after_truncation`` (chosen and rejected cut to the same tokens).
     """
     eos = tokenizer.eos_token_id
     prompts = tokenizer(batch["prompt"], add_special_tokens=False)["input_ids"]
@@ -103,14 +108,21 @@ def tokenize_pairs(
         chosen_ids = (chosen + [eos])[:budget]
         rejected_ids = (rejected + [eos])[:budget]
         # A pair whose completion text encodes to nothing, or that truncation leaves without a
-        # completion token, carries no answer.
-        keep = len(chosen) > 0 and len(rejected) > 0 and budget >= 1
-        rows.append((len(prompt_ids), prompt_ids + chosen_ids, prompt_ids + rejected_ids, keep, note))
+        # completion token, carries no answer; one that truncation leaves with identical
+        # chosen and rejected tokens carries no preference.
+        if not (len(chosen) > 0 and len(rejected) > 0 and budget >= 1):
+            drop = "completion_empty_after_tokenization"
+        elif chosen_ids == rejected_ids:
+            drop = "identical_after_truncation"
+        else:
+            drop = ""
+        rows.append((len(prompt_ids), prompt_ids + chosen_ids, prompt_ids + rejected_ids, drop, note))
     return {
         "prompt_length": [r[0] for r in rows],
         "chosen_ids": [r[1] for r in rows],
         "rejected_ids": [r[2] for r in rows],
-        "keep": [r[3] for r in rows],
+        "keep": [not r[3] for r in rows],
+        "drop": [r[3] for r in rows],
         "note": [r[4] for r in rows],
     }
 

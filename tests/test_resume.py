@@ -1,0 +1,195 @@
+"""Interrupted runs: a ``grpo fit`` killed with SIGKILL in the middle of an epoch and resumed with
+``--ckpt_path last`` ends exactly (bitwise, on CPU) where an uninterrupted run with the same seed
+ends: parameters, log α, optimizer and scheduler state, loop progress, the group-weight history
+and the logged metrics (see ``_compare_metrics`` for the two rows Lightning's logging order can
+leave out)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+STEPS_PER_EPOCH = 6  # 60 generated pairs → 46 training pairs, batch 8
+KILL_AFTER_STEP = 8  # in the middle of the second epoch
+
+CONFIG = """\
+seed_everything: 0
+trainer:
+  max_epochs: 2
+  accelerator: cpu
+  devices: 1
+  log_every_n_steps: 1
+  enable_progress_bar: false
+  enable_model_summary: false
+  num_sanity_val_steps: 0
+  logger:
+    class_path: lightning.pytorch.loggers.CSVLogger
+    init_args: {{save_dir: {root}/logs, name: run, version: 0, flush_logs_every_n_steps: 1}}
+model:
+  policy:
+    class_path: grpo_lightning.policies.CausalLM
+    init_args:
+      tiny: {{hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64}}
+  loss: {{name: ipo, beta: 0.1}}
+  weighting: {{name: robust, step_size: 0.1}}
+  optimizer:
+    class_path: torch.optim.AdamW
+    init_args: {{lr: 0.003}}
+data:
+  class_path: grpo_lightning.data.PreferenceDataModule
+  init_args:
+    generated: {{num_pairs: 60}}
+    max_length: 64
+    max_prompt_length: 56
+    batch_size: 8
+checkpoint:
+  dirpath: {root}/checkpoints
+  every_n_train_steps: 1
+  save_top_k: -1
+"""
+
+
+def _write_config(root: Path) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    cfg = root / "config.yaml"
+    cfg.write_text(CONFIG.format(root=root))
+    return cfg
+
+
+def _fit_in_process(cfg: Path, *extra: str) -> None:
+    from grpo_lightning.cli import main
+
+    main(["fit", "--config", str(cfg), *extra])
+
+
+def _metrics(root: Path) -> dict[tuple[int, int], dict[str, str]]:
+    """Every logged value by (epoch, step), over all log versions of a run. A step logged again
+    after the resume must hold the same values."""
+    out: dict[tuple[int, int], dict[str, str]] = {}
+    for version in sorted((root / "logs/run").glob("version_*")):
+        with (version / "metrics.csv").open() as f:
+            for row in csv.DictReader(f):
+                key = (int(row["epoch"] or -1), int(row["step"]))
+                values = {k: v for k, v in row.items() if v not in ("", None) and k not in ("epoch", "step")}
+                merged = out.setdefault(key, {})
+                for k, v in values.items():
+                    assert merged.setdefault(k, v) == v, f"{k} at {key} logged twice with other values"
+    return out
+
+
+def _compare_metrics(straight: dict, resumed: dict, ckpt_step: int) -> None:
+    """The killed + resumed logs hold the uninterrupted run's values, with two exceptions that
+    come from Lightning, not from the state: (1) the row of the checkpointed step itself is
+    written after its checkpoint (``on_train_batch_end``), so a kill in between loses it;
+    (2) Lightning re-logs the previous value of a metric not logged in a step (a group absent
+    from a batch), and a resumed process has no previous value to repeat."""
+    lost = {(1, ckpt_step - 1)}  # CSV step of optimizer step N is N - 1
+    assert resumed.keys() <= straight.keys(), resumed.keys() - straight.keys()
+    assert straight.keys() - resumed.keys() <= lost, straight.keys() - resumed.keys()
+    steps = sorted(straight)
+    for key in resumed:
+        for name, value in resumed[key].items():
+            assert straight[key].get(name) == value, (key, name, straight[key].get(name), value)
+        for name in straight[key].keys() - resumed[key].keys():
+            prev = [straight[k][name] for k in steps if k < key and name in straight[k]]
+            assert name.startswith("train/group_loss/") and prev and prev[-1] == straight[key][name], (key, name)
+
+
+def _assert_same_state(a: dict, b: dict, path: str = "") -> None:
+    assert type(a) is type(b), path
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), (path, a.keys() ^ b.keys())
+        for k in a:
+            _assert_same_state(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, list | tuple):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same_state(x, y, f"{path}[{i}]")
+    elif isinstance(a, torch.Tensor):
+        assert a.dtype == b.dtype and a.shape == b.shape, path
+        assert torch.equal(a, b), f"{path} differs (max abs diff {(a.double() - b.double()).abs().max()})"
+    else:
+        assert a == b, (path, a, b)
+
+
+def _kill_when(proc: subprocess.Popen, ckpt: Path, timeout: float, seen: dict) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        last = ckpt.parent / "last.ckpt"
+        # Killing once last.ckpt holds the target step is the worst moment: that step's metrics
+        # row is not written yet.
+        if ckpt.exists() and last.exists() and last.stat().st_mtime_ns >= ckpt.stat().st_mtime_ns:
+            os.kill(proc.pid, signal.SIGKILL)  # the child we started, by its id
+            seen["killed"] = True
+            return
+        time.sleep(0.001)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_last_equals_uninterrupted(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    cfg_straight, cfg_killed = _write_config(straight), _write_config(killed)
+    env = {
+        **os.environ,
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    # The run to kill is the real CLI in a child process; the uninterrupted run goes on in this
+    # process meanwhile (2 cores), with the same single thread so the arithmetic is the same.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grpo_lightning.cli", "fit", "--config", str(cfg_killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    target = killed / "checkpoints" / f"epoch=1-step={KILL_AFTER_STEP}.ckpt"
+    seen: dict = {}
+    watcher = threading.Thread(target=_kill_when, args=(proc, target, 120.0, seen))
+    watcher.start()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _fit_in_process(cfg_straight)
+        watcher.join()
+        _, err = proc.communicate(timeout=60)
+        assert seen.get("killed"), f"the child ended before step {KILL_AFTER_STEP}: {err.decode()[-3000:]}"
+        assert proc.returncode == -signal.SIGKILL
+        assert not (killed / "checkpoints" / f"epoch=1-step={2 * STEPS_PER_EPOCH}.ckpt").exists()
+        last = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
+        step = last["global_step"]
+        assert step % STEPS_PER_EPOCH != 0, f"killed at an epoch boundary (step {step}); the test wants mid-epoch"
+        loader_state = last["loops"]["fit_loop"]["state_dict"]["combined_loader"]
+        assert loader_state == [{"epoch": 1, "batches": step - STEPS_PER_EPOCH}]
+        # A new log version (as the default TensorBoard logger makes); the checkpoint directory is
+        # fixed (checkpoint.dirpath), which is what lets `--ckpt_path last` find last.ckpt.
+        _fit_in_process(cfg_killed, "--ckpt_path", "last", "--trainer.logger.init_args.version", "1")
+    finally:
+        torch.set_num_threads(threads)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
+    assert a["global_step"] == b["global_step"] == 2 * STEPS_PER_EPOCH
+    # Parameters and log α, optimizer and scheduler state, group-weight history: bitwise.
+    _assert_same_state(a["state_dict"], b["state_dict"], "state_dict")
+    assert "log_alpha" in a["state_dict"]
+    _assert_same_state(a["optimizer_states"], b["optimizer_states"], "optimizer_states")
+    _assert_same_state(a["lr_schedulers"], b["lr_schedulers"], "lr_schedulers")
+    _assert_same_state(a["callbacks"]["GroupWeightFigure"], b["callbacks"]["GroupWeightFigure"], "GroupWeightFigure")
+    _assert_same_state(a["loops"]["fit_loop"]["epoch_progress"], b["loops"]["fit_loop"]["epoch_progress"], "epochs")
+    # Every logged per-step metric (train losses and weights per group, validation metrics).
+    _compare_metrics(_metrics(straight), _metrics(killed), step)
