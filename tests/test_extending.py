@@ -81,3 +81,14 @@ def test_weighting_example(monkeypatch, clean_registries):
 def test_lora_example(monkeypatch, clean_registries):
     ns = _run("Swap the model for a hub id with LoRA", monkeypatch)
     assert 0 < ns["trainable"] < ns["total"]
+
+
+def test_every_config_is_documented():
+    """docs/configs.md lists every YAML file under configs/."""
+    text = (ROOT / "docs" / "configs.md").read_text(encoding="utf-8")
+    missing = [
+        str(p.relative_to(ROOT))
+        for p in sorted((ROOT / "configs").rglob("*.yaml"))
+        if f"`{p.relative_to(ROOT)}`" not in text
+    ]
+    assert not missing, f"add these to docs/configs.md: {missing}"
