@@ -31,7 +31,6 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["NOTEBOOK_FAST"] = "1" if args.fast else "0"
     os.environ.setdefault("NOTEBOOK_LOG_DIR", str(args.out / "logs"))
     os.environ.setdefault("NOTEBOOK_FIG_DIR", str(args.out))
-    os.environ.setdefault("MPLBACKEND", "Agg")
     for path in args.paths:
         nb = nbformat.read(path, as_version=4)
         started = time.perf_counter()
