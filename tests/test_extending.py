@@ -1,5 +1,5 @@
 """Runs the worked examples of docs/extending.md: the ``python`` blocks of each ``##`` section, in order, in one
-namespace, from the repository root. What the docs show is therefore what runs."""
+namespace, from a scratch directory that links the repository's configs/. What the docs show is therefore what runs."""
 
 from __future__ import annotations
 
@@ -52,8 +52,11 @@ def clean_registries():
     WEIGHTINGS.update(weightings)
 
 
-def _run(title: str, monkeypatch) -> dict:
-    monkeypatch.chdir(ROOT)
+def _run(title: str, monkeypatch, tmp_path: Path) -> dict:
+    # A scratch working directory that sees the repository's configs/: runs with fast_dev_run have no log
+    # directory, so the callbacks write next to the working directory (e.g. ./tokenizer), never into the repo.
+    (tmp_path / "configs").symlink_to(ROOT / "configs", target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     slug = re.sub(r"\W+", "_", title.lower())
     namespace: dict = {"__name__": f"extending_{slug}"}
@@ -62,24 +65,24 @@ def _run(title: str, monkeypatch) -> dict:
     return namespace
 
 
-def test_dataset_example(monkeypatch, clean_registries):
-    ns = _run("Add a dataset with groups", monkeypatch)
+def test_dataset_example(monkeypatch, tmp_path, clean_registries):
+    ns = _run("Add a dataset with groups", monkeypatch, tmp_path)
     assert ns["model"].log_alpha.shape == (2,)
 
 
-def test_loss_example(monkeypatch, clean_registries):
-    _run("Add a loss", monkeypatch)
+def test_loss_example(monkeypatch, tmp_path, clean_registries):
+    _run("Add a loss", monkeypatch, tmp_path)
     assert "dpo_margin" in LOSSES
 
 
-def test_weighting_example(monkeypatch, clean_registries):
-    _run("Add a weighting strategy", monkeypatch)
+def test_weighting_example(monkeypatch, tmp_path, clean_registries):
+    _run("Add a weighting strategy", monkeypatch, tmp_path)
     assert "loss_softmax" in WEIGHTINGS
 
 
 @pytest.mark.skipif(not HAS_LORA, reason="CausalLM has no `lora` argument on this branch yet")
-def test_lora_example(monkeypatch, clean_registries):
-    ns = _run("Swap the model for a hub id with LoRA", monkeypatch)
+def test_lora_example(monkeypatch, tmp_path, clean_registries):
+    ns = _run("Swap the model for a hub id with LoRA", monkeypatch, tmp_path)
     assert 0 < ns["trainable"] < ns["total"]
 
 
