@@ -208,3 +208,20 @@ def test_bad_setting_stops_at_startup_naming_it(tmp_path):
         main(["--config", str(ROOT / "configs/default.yaml"), *TINY, "--model.loss.beta", "-1"], run=False)
     with pytest.raises(ValueError, match="model.weighting.chi"):
         main(["--config", str(ROOT / "configs/default.yaml"), *TINY, "--model.weighting.chi", "2"], run=False)
+
+
+def test_ckpt_path_last_finds_the_newest_version(tmp_path):
+    """With per-version checkpoint folders, `--ckpt_path last` means the newest run's last.ckpt."""
+    import os
+
+    from grpo_lightning.cli import _latest_last_checkpoint
+
+    logger = {"class_path": "TensorBoardLogger", "init_args": {"save_dir": str(tmp_path), "name": "run"}}
+    with pytest.raises(FileNotFoundError, match="ckpt_path last"):
+        _latest_last_checkpoint(logger)
+    for i, mtime in ((0, 100), (1, 300), (2, 200)):
+        f = tmp_path / "run" / f"version_{i}" / "checkpoints" / "last.ckpt"
+        f.parent.mkdir(parents=True)
+        f.write_bytes(b"x")
+        os.utime(f, (mtime, mtime))
+    assert _latest_last_checkpoint(logger).endswith("version_1/checkpoints/last.ckpt")

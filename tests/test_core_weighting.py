@@ -154,3 +154,32 @@ def test_objective_is_additive_over_micro_batches():
 def test_bad_weighting_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         WEIGHTINGS["robust"](**kwargs)
+
+
+def test_absent_group_is_left_alone_with_present_mask():
+    """α = (0.5, 0.3, 0.2), L̂ = (1, ·, 3) with group 1 absent, η = 1: groups 0 and 2 keep their
+    mass 0.7 and share it as 0.5e : 0.2e³, group 1 keeps 0.3:
+    α'_0 = 0.7·0.5e/(0.5e + 0.2e³) = 0.7·1.35914/(1.35914 + 4.01711) = 0.176976,
+    α'_2 = 0.7 − 0.176976 = 0.523024, α'_1 = 0.3."""
+    la = torch.log(torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64))
+    new = exponentiated_gradient_step(la, torch.tensor([1.0, 0.0, 3.0]), 1.0, torch.tensor([True, False, True]))
+    e = math.e
+    a0 = 0.7 * 0.5 * e / (0.5 * e + 0.2 * e**3)
+    torch.testing.assert_close(new.exp(), torch.tensor([a0, 0.3, 0.7 - a0], dtype=torch.float64))
+    every = exponentiated_gradient_step(la, torch.tensor([1.0, 2.0, 3.0]), 1.0, torch.ones(3, dtype=torch.bool))
+    torch.testing.assert_close(every, exponentiated_gradient_step(la, torch.tensor([1.0, 2.0, 3.0]), 1.0))
+
+
+def test_equal_losses_keep_small_groups_weight_despite_missing_batches():
+    """Every group has the same loss 25 per pair; batches of 16 often miss the 5 % group. With the
+    mean estimate and the present mask α stays uniform (nothing favours any group)."""
+    g = torch.Generator().manual_seed(0)
+    strategy = WEIGHTINGS["robust"](step_size=0.01, estimator="mean")
+    counts = torch.tensor([45.0, 25.0, 15.0, 10.0, 5.0])
+    la = strategy.initial_log_alpha(counts)
+    for _ in range(60):
+        ids = torch.multinomial(counts / counts.sum(), 16, replacement=True, generator=g)
+        n = group_counts(ids, 5).double()
+        est = group_loss_estimate(25.0 * n, n, estimator="mean", train_counts=counts, total=16)
+        la = strategy.update(la, est, present=n > 0)
+    torch.testing.assert_close(la.exp(), torch.full((5,), 0.2, dtype=torch.float64))

@@ -136,6 +136,8 @@ class SaveTokenizer(Callback):
 
     def on_fit_start(self, trainer, pl_module) -> None:
         tok = getattr(pl_module, "tokenizer", None)
+        if trainer.log_dir is None:  # no logger (e.g. fast_dev_run): nowhere that belongs to the run
+            return
         if tok is not None and trainer.is_global_zero and hasattr(tok, "save_pretrained"):
             path = _log_dir(trainer) / "tokenizer"
             tok.save_pretrained(str(path))
@@ -158,6 +160,9 @@ class HFExport(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         if not self.save_on_train_end or not trainer.is_global_zero:
+            return
+        if self.dirpath is None and trainer.log_dir is None:
+            log.warning("no logger and no export.dirpath: the Hugging Face export is skipped")
             return
         path = Path(self.dirpath) if self.dirpath else _log_dir(trainer) / "hf_model"
         model = pl_module.policy.model

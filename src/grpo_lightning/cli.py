@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 from jsonargparse import set_parsing_settings
 from lightning import LightningDataModule
@@ -45,6 +46,8 @@ class GroupRobustCLI(LightningCLI):
         # Trainer's own accumulation and clipping are redirected to their equivalents here.
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer, data, model = cfg.trainer, cfg.data, cfg.model
+        if cfg.get("ckpt_path") == "last" and not cfg.checkpoint.get("dirpath"):
+            cfg.ckpt_path = _latest_last_checkpoint(trainer.get("logger"))
         init = data.init_args if "init_args" in data else data
         if trainer.get("accumulate_grad_batches", 1) not in (None, 1):
             log.info(
@@ -59,6 +62,19 @@ class GroupRobustCLI(LightningCLI):
                 model.gradient_clip_algorithm = trainer.gradient_clip_algorithm
             trainer.gradient_clip_val = None
             trainer.gradient_clip_algorithm = None
+
+
+def _latest_last_checkpoint(logger) -> str:
+    """``--ckpt_path last`` with the default per-version checkpoint folders: the newest
+    ``<save_dir>/<name>/version_*/checkpoints/last.ckpt`` of the configured logger (Lightning alone
+    would look in the new run's empty folder and silently start from scratch)."""
+    init = (logger.get("init_args") if hasattr(logger, "get") else None) or {}
+    root = Path(init.get("save_dir") or "lightning_logs") / (init.get("name") or "")
+    found = sorted(root.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(f"--ckpt_path last: no version_*/checkpoints/last.ckpt under {root}")
+    log.info("--ckpt_path last -> %s", found[-1])
+    return str(found[-1])
 
 
 class _ParseOnlyCLI(GroupRobustCLI):

@@ -179,7 +179,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
         bad = [self.group_names[g] for g in torch.nonzero(~torch.isfinite(estimate)).flatten().tolist()]
         if bad:
             return self._nonfinite(f"non-finite group loss of {bad}", batch_idx, None)
-        self.log_alpha = self.weighting.update(self.log_alpha, estimate)
+        self.log_alpha = self.weighting.update(self.log_alpha, estimate, present=counts > 0)
         return True
 
     def _nonfinite(self, what: str, batch_idx: int, micro: int | None) -> bool:

@@ -10,7 +10,8 @@ simplex Δ_K (stored by the caller as ``log α``) and turns it into group weight
 * ``importance``: fixed weights. By default w_g = 1/K, i.e. every pair weighted ∝ 1/N_g
   (α_g ∝ 1/N_g per pair, the paper's IS baseline), or weights given by the user.
 * ``robust``: GR-DPO/GR-IPO, Algorithm 1: an exponentiated-gradient (mirror ascent) step on α
-  with the detached group losses, α ← α ⊙ exp(η_α L̂) / Z, done in log space, then
+  with the detached group losses, α ← α ⊙ exp(η_α L̂) / Z, done in log space (with the ``mean``
+  estimate over the groups present in the step only, see :func:`exponentiated_gradient_step`), then
   w = (1 − χ)/K + χ α (the trade-off of §4, χ = 1 is the pure worst-case objective).
 
 Adding a strategy is one subclass decorated with :func:`register_weighting`.
@@ -64,17 +65,40 @@ def group_loss_estimate(
     raise ValueError(f"unknown group loss estimator {estimator!r}; choose one of {ESTIMATORS}")
 
 
-def exponentiated_gradient_step(log_alpha: torch.Tensor, group_losses: torch.Tensor, step_size: float) -> torch.Tensor:
+def exponentiated_gradient_step(
+    log_alpha: torch.Tensor,
+    group_losses: torch.Tensor,
+    step_size: float | torch.Tensor,
+    present: torch.Tensor | None = None,
+) -> torch.Tensor:
     """One mirror-ascent step on the simplex, in log space (Algorithm 1, α update).
 
     log α'_g = log α_g + η L_g − log Σ_h exp(log α_h + η L_h).
 
     ``log_softmax`` subtracts the max before exponentiating, so neither IPO-scale losses
     (thousands) nor large η overflow, and a weight that underflows to 0 keeps a finite log.
-    Groups absent from the step enter with L_g = 0 (their logit does not move; the paper's
-    code does the same). Returns a new tensor; the inputs are not modified.
+    Returns a new tensor; the inputs are not modified.
+
+    Args:
+        log_alpha: ``(..., K)`` log α.
+        group_losses: ``(..., K)`` the (detached) group loss estimates L̂_g.
+        step_size: η_α.
+        present: optional ``(..., K)`` bool, the groups with pairs in the step. When given, only
+            those groups move: they keep their total mass and share it out by the step above,
+            while an absent group's α is unchanged (its loss was not observed). Without it an
+            absent group enters with L̂_g = 0, which is right for the unbiased ``scaled_sum``
+            estimate (and what the paper's code does) but makes the ``mean`` estimate drain the
+            weight of small groups that miss many batches.
     """
-    return torch.log_softmax(log_alpha + step_size * group_losses.detach().to(log_alpha), dim=-1)
+    logits = log_alpha + step_size * group_losses.detach().to(log_alpha)
+    if present is None:
+        return torch.log_softmax(logits, dim=-1)
+    present = present.to(torch.bool)
+    neg_inf = torch.finfo(log_alpha.dtype).min
+    mass = torch.logsumexp(log_alpha.masked_fill(~present, neg_inf), dim=-1, keepdim=True)
+    moved = logits.masked_fill(~present, neg_inf)
+    updated = torch.log_softmax(moved, dim=-1) + mass
+    return torch.where(present, updated, log_alpha)
 
 
 def mix_with_uniform(alpha: torch.Tensor, chi: float) -> torch.Tensor:
@@ -140,7 +164,9 @@ class GroupWeighting:
         k = train_counts.numel()
         return torch.full((k,), -math.log(k), dtype=torch.float64)
 
-    def update(self, log_alpha: torch.Tensor, group_losses: torch.Tensor) -> torch.Tensor:
+    def update(
+        self, log_alpha: torch.Tensor, group_losses: torch.Tensor, present: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return log_alpha
 
     def weights(self, log_alpha: torch.Tensor) -> torch.Tensor:
@@ -183,8 +209,12 @@ class RobustWeighting(GroupWeighting):
     name = "robust"
     adaptive = True
 
-    def update(self, log_alpha: torch.Tensor, group_losses: torch.Tensor) -> torch.Tensor:
-        return exponentiated_gradient_step(log_alpha, group_losses, self.step_size)
+    def update(
+        self, log_alpha: torch.Tensor, group_losses: torch.Tensor, present: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        # The group mean of an absent group is unknown, not 0: only observed groups move.
+        mask = present if self.estimator == "mean" else None
+        return exponentiated_gradient_step(log_alpha, group_losses, self.step_size, mask)
 
     def weights(self, log_alpha: torch.Tensor) -> torch.Tensor:
         return mix_with_uniform(log_alpha.exp(), self.chi)

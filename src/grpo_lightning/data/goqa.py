@@ -436,7 +436,8 @@ class GlobalOpinionQADataModule(PreferenceDataModule):
     ) -> None:
         if kwargs.get("groups") is None and countries != "all":
             kwargs["groups"] = list(countries)  # the countries' order gives the group ids
-        super().__init__(hub_id=hub_id, **kwargs)
+        # A local path replaces the hub id (the base class refuses both at once).
+        super().__init__(hub_id=None if kwargs.get("path") else hub_id, **kwargs)
         self.countries = countries if countries == "all" else list(countries)
         self.n_pairs = n_pairs
 
