@@ -212,7 +212,10 @@ def run_trl(steps: int, warmup: int) -> dict:
         trainer = DPOTrainer(
             model=model,
             ref_model=reference,
-            args=config, train_dataset=rows, processing_class=dm.tokenizer, callbacks=[Clock()]
+            args=config,
+            train_dataset=rows,
+            processing_class=dm.tokenizer,
+            callbacks=[Clock()],
         )
         trainer.train()
     return {"ends": ends, "base_mib": base}
@@ -235,7 +238,7 @@ def child(mode: str, steps: int, warmup: int, cache_dir: str, threads: int) -> N
     else:
         out = run_ours(mode, steps, warmup, cache_dir)
     ends = out["ends"]
-    diffs = [b - a for a, b in zip(ends[warmup - 1 :], ends[warmup:])]
+    diffs = [b - a for a, b in zip(ends[warmup - 1 : -1], ends[warmup:], strict=True)]
     result = {
         "mode": mode,
         "steps": len(diffs),
@@ -279,7 +282,12 @@ def main() -> None:
     for r in range(args.repeats):
         for mode in modes:
             cmd = [sys.executable, __file__, "--child", mode, "--steps", str(args.steps), "--warmup", str(args.warmup)]
-            cmd += ["--threads", str(args.threads), "--cache-dir", os.path.join(cache_dir, str(r))]  # a fresh cache per repeat: computed in-run
+            cmd += [
+                "--threads",
+                str(args.threads),
+                "--cache-dir",
+                os.path.join(cache_dir, str(r)),
+            ]  # a fresh cache per repeat: computed in-run
             env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -288,7 +296,10 @@ def main() -> None:
                 continue
             res = json.loads(lines[-1][7:])
             runs[mode].append(res)
-            print(f"  repeat {r} {mode:13s} {res['pairs_per_s']:8.1f} pairs/s  step {1000 * res['step_s']:7.1f} ms", flush=True)
+            print(
+                f"  repeat {r} {mode:13s} {res['pairs_per_s']:8.1f} pairs/s  step {1000 * res['step_s']:7.1f} ms",
+                flush=True,
+            )
 
     def med(mode, key):
         return statistics.median(x[key] for x in runs[mode]) if runs.get(mode) else float("nan")
@@ -323,7 +334,9 @@ def main() -> None:
         f"raw-peak lora/lora_alone = {med('lora', 'peak_mib') / med('lora_alone', 'peak_mib'):.3f}; "
         "spread = (max-min)/median of pairs/s over repeats"
     )
-    print(f"best_vs_trl={best / trl:.2f} plain_vs_bare={med('plain', 'pairs_per_s') / bare:.2f} lora_ref_mem_ratio={mem:.3f}")
+    print(
+        f"best_vs_trl={best / trl:.2f} plain_vs_bare={med('plain', 'pairs_per_s') / bare:.2f} lora_ref_mem_ratio={mem:.3f}"
+    )
 
 
 if __name__ == "__main__":

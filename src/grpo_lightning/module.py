@@ -272,12 +272,13 @@ class GroupRobustPreferenceModule(L.LightningModule):
         stats = GroupStats(*(self._all_reduce(s) for s in stats))
         means = group_means(stats.loss, stats.count)
         values = {"train/loss": self._all_reduce(objective) if self.trainer.world_size > 1 else objective}
+        count = stats.count.cpu()  # one host sync for the whole log, not one per group
         for g, name in enumerate(self.group_names):
-            if stats.count[g] > 0:
+            if count[g] > 0:
                 values[f"train/group_loss/{name}"] = means[g]
             values[f"train/group_weight/{name}"] = weights[g]
         self.last_group_weights = weights.detach().cpu()
-        n = int(stats.count.sum())
+        n = int(count.sum())
         self.log_dict({key: v.float() for key, v in values.items()}, on_step=True, on_epoch=False, batch_size=n)
         self.log(
             "train/loss_epoch", values["train/loss"].float(), on_step=False, on_epoch=True, prog_bar=True, batch_size=n
