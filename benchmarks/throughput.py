@@ -19,7 +19,9 @@ real ``GroupRobustPreferenceModule`` and a Lightning ``Trainer`` (logging/checkp
 Usage: ``python benchmarks/throughput.py [--steps 30] [--warmup 5] [--repeats 2] [--threads 1] [--modes ...]``
 Step time = wall time between consecutive optimizer-step ends (data loading included), median
 over the steps after warm-up; pairs/s = 16 × steps / their total time. Memory: peak RSS of the
-process, and its rise over the RSS just before the models are built ("Δpeak").
+process, and its rise over the RSS just before the models are built ("Δpeak"). On a shared
+machine wall time depends on other users' load, so the CPU time of the process per pair
+(pairs/CPU-s, single-threaded) is reported too.
 """
 
 from __future__ import annotations
@@ -96,11 +98,11 @@ def run_ours(mode: str, steps: int, warmup: int, cache_dir: str) -> dict:
         precompute_ref_logps=mode == "prefix_cache",
         ref_cache_dir=cache_dir,
     )
-    ends: list[float] = []
+    ends: list[tuple[float, float]] = []
 
     class Clock(L.Callback):
         def on_train_batch_end(self, *args, **kwargs) -> None:
-            ends.append(time.perf_counter())
+            ends.append((time.perf_counter(), time.process_time()))
 
     trainer = L.Trainer(
         accelerator="cpu",
@@ -146,7 +148,7 @@ def run_bare(steps: int, warmup: int) -> dict:
         )
         return (-nll.view_as(labels).sum(-1)).chunk(2)
 
-    ends: list[float] = []
+    ends: list[tuple[float, float]] = []
     it = iter(dm.train_dataloader())
     for _ in range(warmup + steps):
         batch = next(it)
@@ -157,7 +159,7 @@ def run_bare(steps: int, warmup: int) -> dict:
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-        ends.append(time.perf_counter())
+        ends.append((time.perf_counter(), time.process_time()))
     return {"ends": ends, "base_mib": base}
 
 
@@ -175,11 +177,11 @@ def run_trl(steps: int, warmup: int) -> dict:
     rows = datasets.Dataset.from_dict({k: train[k] for k in ("prompt", "chosen", "rejected")})
     base = rss_mib()
     model = CausalLM(tiny=TinyLlama(**TINY)).load_model(dm.tokenizer)
-    ends: list[float] = []
+    ends: list[tuple[float, float]] = []
 
     class Clock(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            ends.append(time.perf_counter())
+            ends.append((time.perf_counter(), time.process_time()))
 
     import tempfile
 
@@ -237,13 +239,15 @@ def child(mode: str, steps: int, warmup: int, cache_dir: str, threads: int) -> N
         out = run_trl(steps, warmup)
     else:
         out = run_ours(mode, steps, warmup, cache_dir)
-    ends = out["ends"]
-    diffs = [b - a for a, b in zip(ends[warmup - 1 : -1], ends[warmup:], strict=True)]
+    wall = [w for w, _ in out["ends"]]
+    cpu = [c for _, c in out["ends"]]
+    diffs = [b - a for a, b in zip(wall[warmup - 1 : -1], wall[warmup:], strict=True)]
     result = {
         "mode": mode,
         "steps": len(diffs),
         "step_s": statistics.median(diffs),
-        "pairs_per_s": BATCH * len(diffs) / (ends[-1] - ends[warmup - 1]),
+        "pairs_per_s": BATCH * len(diffs) / (wall[-1] - wall[warmup - 1]),
+        "pairs_per_cpu_s": BATCH * len(diffs) / (cpu[-1] - cpu[warmup - 1]),
         "peak_mib": peak_mib(),
         "delta_peak_mib": peak_mib() - out["base_mib"],
         "threads": torch.get_num_threads(),
@@ -315,21 +319,31 @@ def main() -> None:
         f"({runs[modes[0]][0]['threads'] if runs[modes[0]] else '?'} torch threads), torch {torch.__version__}; "
         f"{args.steps} steps after {args.warmup} warm-up, {args.repeats} repeat(s), batch {BATCH}, IPO"
     )
-    head = f"{'mode':13s} {'pairs/s':>8s} {'spread':>7s} {'step ms':>8s} {'peak MiB':>9s} {'Δpeak MiB':>10s} {'vs TRL':>7s} {'vs bare':>8s}"
+    head = (
+        f"{'mode':13s} {'pairs/s':>8s} {'spread':>7s} {'step ms':>8s} {'peak MiB':>9s} {'Δpeak MiB':>10s} "
+        f"{'vs TRL':>7s} {'vs bare':>8s} {'pairs/CPU-s':>12s} {'vs TRL':>7s} {'vs bare':>8s}"
+    )
     print(head)
     print("-" * len(head))
     trl, bare = med("trl", "pairs_per_s"), med("bare", "pairs_per_s")
+    trl_cpu, bare_cpu = med("trl", "pairs_per_cpu_s"), med("bare", "pairs_per_cpu_s")
     for mode in modes:
         if not runs[mode]:
             continue
         p = med(mode, "pairs_per_s")
         print(
             f"{mode:13s} {p:8.1f} {100 * spread(mode):6.1f}% {1000 * med(mode, 'step_s'):8.1f} "
-            f"{med(mode, 'peak_mib'):9.0f} {med(mode, 'delta_peak_mib'):10.1f} {p / trl:6.2f}x {p / bare:7.2f}x"
+            f"{med(mode, 'peak_mib'):9.0f} {med(mode, 'delta_peak_mib'):10.1f} {p / trl:6.2f}x {p / bare:7.2f}x "
+            f"{(c := med(mode, 'pairs_per_cpu_s')):12.1f} {c / trl_cpu:6.2f}x {c / bare_cpu:7.2f}x"
         )
     ours = [m for m in ("plain", "prefix", "prefix_cache", "lora") if runs.get(m)]
     best = max((med(m, "pairs_per_s") for m in ours), default=float("nan"))
     mem = med("lora", "delta_peak_mib") / med("lora_alone", "delta_peak_mib")
+    best_cpu = max((med(m, "pairs_per_cpu_s") for m in ours), default=float("nan"))
+    print(
+        f"CPU-time ratios (insensitive to other users' load): best_vs_trl={best_cpu / trl_cpu:.2f} "
+        f"plain_vs_bare={med('plain', 'pairs_per_cpu_s') / bare_cpu:.2f}"
+    )
     print(
         f"raw-peak lora/lora_alone = {med('lora', 'peak_mib') / med('lora_alone', 'peak_mib'):.3f}; "
         "spread = (max-min)/median of pairs/s over repeats"
