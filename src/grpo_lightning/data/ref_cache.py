@@ -164,7 +164,11 @@ def precompute_reference(module, trainer, cache_dir: str | None = None) -> Refer
     splits = [s for s in ("train", "val", "test") if len(dm.dataset(s))]
     data = {s: data_fingerprint(dm.dataset(s)) for s in splits}
     reference = weights_fingerprint(policy.reference_state_dict())
-    settings = {"average_log_prob": bool(policy.average_log_prob), "policy": type(policy).__name__}
+    settings = {
+        "average_log_prob": bool(policy.average_log_prob),
+        "policy": type(policy).__name__,
+        "precision": str(getattr(trainer, "precision", "")),  # bf16-mixed log-probs differ from float32 ones
+    }
     directory = Path(cache_dir) if cache_dir else Path(trainer.default_root_dir) / "ref_logps"
     path = directory / ReferenceLogps.file_name(data, reference, settings)
     if path.exists():
