@@ -24,6 +24,9 @@ from grpo_lightning.core import (
     preference_loss,
     weighted_objective,
 )
+from grpo_lightning.data.ref_cache import CHOSEN_KEY as REF_CHOSEN
+from grpo_lightning.data.ref_cache import REJECTED_KEY as REF_REJECTED
+from grpo_lightning.data.ref_cache import ReferenceLogps, precompute_reference
 from grpo_lightning.metrics import EVAL_STAGES, GroupPreferenceMetrics
 from grpo_lightning.policies import CausalLM, PolicySpec
 
@@ -84,6 +87,13 @@ class GroupRobustPreferenceModule(L.LightningModule):
         lr_scheduler_monitor: the metric ``ReduceLROnPlateau`` watches.
         on_nonfinite: ``raise`` stops the run at a NaN/inf loss before any backward, naming the
             step, batch, micro-batch and groups; ``skip`` skips that optimizer step.
+        precompute_ref_logps: at the start of ``fit``, run the reference once over the data
+            module's train/val/test splits (no grad), cache the log-probs (see
+            :mod:`grpo_lightning.data.ref_cache`), add them to every batch and free the reference
+            copy for the rest of the run.
+        ref_cache_dir: directory of the reference log-prob cache files (default
+            ``<trainer.default_root_dir>/ref_logps``); a file is reused only for the same data
+            and the same reference weights.
     """
 
     def __init__(
@@ -101,6 +111,8 @@ class GroupRobustPreferenceModule(L.LightningModule):
         lr_scheduler: LRSchedulerCallable | None = LinearWarmup,
         lr_scheduler_monitor: str = "val/loss",
         on_nonfinite: str = "raise",
+        precompute_ref_logps: bool = False,
+        ref_cache_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -130,6 +142,8 @@ class GroupRobustPreferenceModule(L.LightningModule):
                 "gradient_clip_algorithm": gradient_clip_algorithm,
                 "lr_scheduler_monitor": lr_scheduler_monitor,
                 "on_nonfinite": on_nonfinite,
+                "precompute_ref_logps": precompute_ref_logps,
+                "ref_cache_dir": ref_cache_dir,
             }
         )
         self.loss_config, self.weighting_config = loss, weighting
@@ -149,13 +163,18 @@ class GroupRobustPreferenceModule(L.LightningModule):
         self.train_loss_epoch = MeanMetric()
         self.train_loss_epoch.persistent(True)
         self.last_group_weights: torch.Tensor | None = None
+        self.reference_logps: ReferenceLogps | None = None
 
     # ------------------------------------------------------------------ the method
     def group_weights(self) -> torch.Tensor:
         return self.weighting.weights(self.log_alpha)
 
     def _reference(self, batch) -> tuple[torch.Tensor, torch.Tensor] | None:
-        return self.policy.reference_pair_logps(batch) if self.needs_reference else None
+        if not self.needs_reference:
+            return None
+        if REF_CHOSEN in batch:  # precomputed (precompute_ref_logps)
+            return batch[REF_CHOSEN], batch[REF_REJECTED]
+        return self.policy.reference_pair_logps(batch)
 
     def _pair_outputs(self, batch, reference) -> PairOutputs:
         chosen, rejected = self.policy.pair_logps(batch)
@@ -262,12 +281,13 @@ class GroupRobustPreferenceModule(L.LightningModule):
         stats = GroupStats(*(self._all_reduce(s) for s in stats))
         means = group_means(stats.loss, stats.count)
         values = {"train/loss": self._all_reduce(objective) if self.trainer.world_size > 1 else objective}
+        count = stats.count.cpu()  # one host sync for the whole log, not one per group
         for g, name in enumerate(self.group_names):
-            if stats.count[g] > 0:
+            if count[g] > 0:
                 values[f"train/group_loss/{name}"] = means[g]
             values[f"train/group_weight/{name}"] = weights[g]
         self.last_group_weights = weights.detach().cpu()
-        n = int(stats.count.sum())
+        n = int(count.sum())
         self.log_dict({key: v.float() for key, v in values.items()}, on_step=True, on_epoch=False, batch_size=n)
         self.train_loss_epoch.update(values["train/loss"].detach().float(), weight=n)
         self.log("train/loss_epoch", self.train_loss_epoch, on_step=False, on_epoch=True, prog_bar=True)
@@ -320,6 +340,28 @@ class GroupRobustPreferenceModule(L.LightningModule):
             "margin": out.chosen_rewards - out.rejected_rewards,
         }
 
+    # ------------------------------------------------------------------ cached reference log-probs
+    def on_fit_start(self) -> None:
+        if self.hparams.get("precompute_ref_logps") and self.needs_reference and self.reference_logps is None:
+            with self.trainer.precision_plugin.forward_context():
+                self.reference_logps = precompute_reference(self, self.trainer, self.hparams.get("ref_cache_dir"))
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        if self.reference_logps is not None and isinstance(batch, dict) and "index" in batch:
+            t = self.trainer
+            split = (
+                "train"
+                if t.training
+                else "val"
+                if (t.validating or t.sanity_checking)
+                else "test"
+                if t.testing
+                else getattr(t.datamodule, "predict_split", None)
+            )
+            if split is not None:
+                self.reference_logps.add_to_batch(split, batch)
+        return batch
+
     # ------------------------------------------------------------------ optimisation and checkpoints
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.policy.trainable_parameters())
@@ -338,6 +380,17 @@ class GroupRobustPreferenceModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         for key, value in self.train_loss_epoch.state_dict(prefix="train_loss_epoch.").items():
             checkpoint.get("state_dict", {}).setdefault(key, value)  # checkpoints from before it existed
+        # A run with precompute_ref_logps freed its reference copy, so its checkpoints hold none:
+        # keep this module's (the same initial weights), and drop a saved one this module lacks.
+        state, prefix = checkpoint.get("state_dict"), "policy.reference."
+        if state is not None:
+            own = {k: v for k, v in self.state_dict().items() if k.startswith(prefix)}
+            saved = [k for k in state if k.startswith(prefix)]
+            if own and not saved:
+                state.update(own)
+            elif saved and not own:
+                for k in saved:
+                    del state[k]
         saved = checkpoint.get("group_names")
         if saved is not None and list(saved) != self.group_names:
             only_ckpt = [g for g in saved if g not in self.group_names]

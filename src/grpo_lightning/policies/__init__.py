@@ -1,4 +1,5 @@
 from grpo_lightning.policies.base import PolicySpec, PreferencePolicy
 from grpo_lightning.policies.causal_lm import CausalLM, CausalLMPolicyModule, TinyLlama
+from grpo_lightning.policies.lora import LoraSettings
 
-__all__ = ["CausalLM", "CausalLMPolicyModule", "PolicySpec", "PreferencePolicy", "TinyLlama"]
+__all__ = ["CausalLM", "CausalLMPolicyModule", "LoraSettings", "PolicySpec", "PreferencePolicy", "TinyLlama"]

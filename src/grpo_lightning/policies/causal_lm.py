@@ -13,6 +13,8 @@ from torch import nn
 
 from grpo_lightning.core.logprobs import completion_logps
 from grpo_lightning.policies.base import PolicySpec, PreferencePolicy, disable_dropout, freeze
+from grpo_lightning.policies.lora import LoraSettings, apply_lora
+from grpo_lightning.policies.prefix_sharing import pack_pairs, packed_logps, prefix_sharing_support
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +45,30 @@ class TinyLlama:
 
 
 class CausalLMPolicyModule(PreferencePolicy):
-    """π_θ = ``model``; π_ref = ``reference`` (a frozen copy of the initial weights)."""
+    """π_θ = ``model``; π_ref = ``reference`` (a frozen copy of the initial weights), or, with
+    ``adapter_reference`` (LoRA), ``model`` with its adapter disabled.
 
-    def __init__(self, model: nn.Module, reference: nn.Module | None, *, average_log_prob: bool) -> None:
+    ``prefix_sharing`` runs each pair's prompt once for both completions
+    (:mod:`grpo_lightning.policies.prefix_sharing`), in the policy and the reference forward.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        reference: nn.Module | None,
+        *,
+        average_log_prob: bool,
+        prefix_sharing: bool = False,
+        adapter_reference: bool = False,
+    ) -> None:
         super().__init__()
         self.model = model
         self.reference = reference
         self.average_log_prob = average_log_prob
+        self.prefix_sharing = prefix_sharing
+        self.adapter_reference = adapter_reference
+        attn = getattr(getattr(model, "config", None), "_attn_implementation", None)
+        self._mask_dtype = None if attn == "sdpa" else next(model.parameters()).dtype
 
     def train(self, mode: bool = True) -> CausalLMPolicyModule:
         # Lightning calls .train() on the whole LightningModule; the reference stays in eval.
@@ -58,7 +77,25 @@ class CausalLMPolicyModule(PreferencePolicy):
             self.reference.eval()
         return self
 
+    @property
+    def has_reference(self) -> bool:
+        return self.reference is not None or self.adapter_reference
+
+    def free_reference(self) -> None:
+        """Drop the reference copy (its log-probs come from a cache instead)."""
+        self.reference = None
+
     def _logps(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.prefix_sharing:
+            packed = pack_pairs(batch, mask_dtype=self._mask_dtype)
+            logits = model(
+                input_ids=packed.input_ids,
+                attention_mask=packed.attention_mask,
+                position_ids=packed.position_ids,
+                use_cache=False,
+                logits_to_keep=packed.keep,
+            ).logits
+            return packed_logps(logits, packed, average=self.average_log_prob)
         # One forward over chosen and rejected stacked on the batch dimension (2B, T).
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
         logps, _ = completion_logps(logits, batch["labels"], average=self.average_log_prob)
@@ -70,9 +107,20 @@ class CausalLMPolicyModule(PreferencePolicy):
 
     @torch.no_grad()
     def reference_pair_logps(self, batch):
+        if self.adapter_reference:
+            with self.model.disable_adapter():
+                return self._logps(self.model, batch)
         if self.reference is None:
-            raise RuntimeError("this policy was built without a reference model")
+            raise RuntimeError("this policy has no reference model (built without one, or freed for cached log-probs)")
         return self._logps(self.reference, batch)
+
+    def reference_state_dict(self) -> dict[str, torch.Tensor]:
+        """The reference weights (for the reference log-prob cache key)."""
+        if self.adapter_reference:
+            return {k: v for k, v in self.model.state_dict().items() if "lora_" not in k}
+        if self.reference is None:
+            raise RuntimeError("this policy has no reference model")
+        return self.reference.state_dict()
 
 
 class CausalLM(PolicySpec):
@@ -90,6 +138,12 @@ class CausalLM(PolicySpec):
         average_log_prob: per-token mean log-prob instead of the sum.
         gradient_checkpointing: recompute activations of the policy (not the reference) in the
             backward pass (non-reentrant).
+        prefix_sharing: ``auto`` (default) runs each pair's prompt once for both completions
+            where the model supports it (Llama-family decoders with sdpa or eager attention) and
+            the concatenated forward otherwise; ``on`` requires it; ``off`` never uses it. The
+            path taken is logged.
+        lora: LoRA adapter settings (peft); ``None`` trains all weights. With LoRA the reference
+            is the base model with the adapter disabled (no second copy in memory).
     """
 
     def __init__(
@@ -102,7 +156,14 @@ class CausalLM(PolicySpec):
         trust_remote_code: bool = False,
         average_log_prob: bool = False,
         gradient_checkpointing: bool = False,
+        prefix_sharing: str | bool = "auto",
+        lora: LoraSettings | dict | None = None,
     ) -> None:
+        if isinstance(prefix_sharing, bool):
+            prefix_sharing = "on" if prefix_sharing else "off"
+        if prefix_sharing not in ("auto", "on", "off"):
+            raise ValueError(f"model.policy.prefix_sharing must be auto, on or off, got {prefix_sharing!r}")
+        lora = LoraSettings(**lora) if isinstance(lora, dict) else lora
         tiny = TinyLlama(**tiny) if isinstance(tiny, dict) else (tiny or TinyLlama())
         if dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"model.policy.dtype must be float32, bfloat16 or float16, got {dtype!r}")
@@ -115,7 +176,10 @@ class CausalLM(PolicySpec):
             trust_remote_code=trust_remote_code,
             average_log_prob=average_log_prob,
             gradient_checkpointing=gradient_checkpointing,
+            prefix_sharing=prefix_sharing,
+            lora=None if lora is None else {**asdict(lora), "target_modules": list(lora.target_modules)},
         )
+        self.lora = lora
         self.name_or_path, self.gguf_file, self.tiny = name_or_path, gguf_file, tiny
         self.dtype = getattr(torch, dtype)
 
@@ -169,7 +233,41 @@ class CausalLM(PolicySpec):
                 f"{model.get_input_embeddings().num_embeddings}: use the model's own tokenizer"
             )
         disable_dropout(model)
+        sharing = self._prefix_sharing(model)
+        gc = self.init_args["gradient_checkpointing"]
+        if self.lora is not None:
+            model = apply_lora(model, self.lora, gradient_checkpointing=gc)
+            n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+            log.info(
+                "LoRA r=%d on %s: %d trainable parameters; reference = base model with the adapter disabled",
+                self.lora.r,
+                list(self.lora.target_modules),
+                n_train,
+            )
+            return CausalLMPolicyModule(
+                model,
+                None,
+                average_log_prob=self.init_args["average_log_prob"],
+                prefix_sharing=sharing,
+                adapter_reference=True,
+            )
         reference = freeze(copy.deepcopy(model))
-        if self.init_args["gradient_checkpointing"]:
+        if gc:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        return CausalLMPolicyModule(model, reference, average_log_prob=self.init_args["average_log_prob"])
+        return CausalLMPolicyModule(
+            model, reference, average_log_prob=self.init_args["average_log_prob"], prefix_sharing=sharing
+        )
+
+    def _prefix_sharing(self, model: nn.Module) -> bool:
+        setting = self.init_args["prefix_sharing"]
+        supported, why = prefix_sharing_support(model)
+        if setting == "on" and not supported:
+            raise ValueError(f"model.policy.prefix_sharing=on but {why}; use auto or off")
+        use = setting == "on" or (setting == "auto" and supported)
+        if use:
+            log.info("prefix-shared forward: each prompt is run once for both completions (%s)", why)
+        elif setting == "off":
+            log.info("concatenated forward (model.policy.prefix_sharing=off)")
+        else:
+            log.info("concatenated forward: prefix sharing unsupported, %s", why)
+        return use

@@ -1,0 +1,105 @@
+"""Worker for tests/test_ddp.py (not a test itself).
+
+``python ddp_worker.py ddp OUT``: 2-process DDP (gloo, CPU) training; each rank writes its α, a
+parameter checksum and the ``index`` of every pair it trained on to ``OUT/rank{r}.pt``.
+``python ddp_worker.py single OUT``: one process trained on the union of both ranks' pairs, step
+by step (read from those files), writes ``OUT/single.pt``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import warnings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+warnings.filterwarnings("ignore")
+
+import datasets  # noqa: E402
+import lightning as L  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from grpo_lightning.config import LossConfig, WeightingConfig  # noqa: E402
+from grpo_lightning.data import GeneratedOpinions, PreferenceDataModule  # noqa: E402
+from grpo_lightning.data.tokenization import PairCollator  # noqa: E402
+from grpo_lightning.module import GroupRobustPreferenceModule  # noqa: E402
+from grpo_lightning.policies import CausalLM, TinyLlama  # noqa: E402
+
+datasets.disable_progress_bars()
+STEPS, PER_RANK = 3, 4
+
+
+class _Record(L.Callback):
+    def __init__(self) -> None:
+        self.indices: list[list[int]] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.indices.append(batch["index"].tolist())
+
+
+class _FixedBatches(PreferenceDataModule):
+    def __init__(self, batches: list[list[int]], **kw) -> None:
+        super().__init__(**kw)
+        self.batches = batches
+
+    def train_dataloader(self):
+        ds = self.dataset("train").select_columns(["chosen_ids", "rejected_ids", "prompt_length", "group_id", "index"])
+        row = {int(i): r for r, i in enumerate(ds["index"])}
+        return DataLoader(
+            ds,
+            batch_sampler=[[row[i] for i in b] for b in self.batches],
+            collate_fn=PairCollator(self.tokenizer.pad_token_id),
+        )
+
+
+def main(mode: str, out: str) -> None:
+    data = {"generated": GeneratedOpinions(num_pairs=100), "max_length": 64, "max_prompt_length": 56}
+    if mode == "ddp":
+        dm = PreferenceDataModule(batch_size=PER_RANK, **data)
+    else:
+        ranks = [torch.load(os.path.join(out, f"rank{r}.pt"), weights_only=True)["indices"].tolist() for r in (0, 1)]
+        dm = _FixedBatches([a + b for a, b in zip(*ranks, strict=True)], batch_size=2 * PER_RANK, **data)
+    L.seed_everything(0)
+    module = GroupRobustPreferenceModule(
+        policy=CausalLM(
+            tiny=TinyLlama(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+        ),
+        loss=LossConfig(name="ipo", beta=0.1),
+        weighting=WeightingConfig(name="robust", step_size=0.1),
+        group_names=dm.group_names,
+        group_counts=dm.train_group_counts,
+        tokenizer=dm.tokenizer,
+        optimizer=functools.partial(torch.optim.SGD, lr=0.01),
+        lr_scheduler=None,
+    )
+    record = _Record()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2 if mode == "ddp" else 1,
+        strategy="ddp" if mode == "ddp" else "auto",
+        max_steps=STEPS,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[record],
+    )
+    trainer.fit(module, dm)
+    params = torch.cat([p.detach().double().flatten() for p in module.policy.model.parameters()])
+    result = {
+        "log_alpha": module.log_alpha.detach().cpu(),
+        "checksum": torch.stack([params.sum(), (params * torch.arange(len(params), dtype=torch.float64)).sum()]),
+        "params": params,
+        "indices": torch.tensor(record.indices),
+    }
+    name = f"rank{trainer.global_rank}.pt" if mode == "ddp" else "single.pt"
+    torch.save(result, os.path.join(out, name))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

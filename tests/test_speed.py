@@ -1,0 +1,201 @@
+"""Speed paths give the same numbers as the plain ones: the prefix-shared forward, cached
+reference log-probs, gradient checkpointing and mixed precision."""
+
+from __future__ import annotations
+
+import functools
+
+import lightning as L
+import pytest
+import torch
+
+from grpo_lightning.data.ref_cache import (
+    CHOSEN_KEY,
+    ReferenceCacheError,
+    ReferenceLogps,
+    data_fingerprint,
+    weights_fingerprint,
+)
+from grpo_lightning.data.tokenization import PairCollator
+from grpo_lightning.policies import CausalLM, TinyLlama
+from grpo_lightning.policies.prefix_sharing import pack_pairs
+
+TINY = TinyLlama(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+
+
+class _Tok:
+    """Just enough of a tokenizer for ``CausalLM.build`` (vocabulary size, pad, eos)."""
+
+    pad_token_id, eos_token_id = 0, 1
+
+    def __len__(self) -> int:
+        return 50
+
+
+def _ragged_batch():
+    """Four pairs: prompts of 3..9 tokens, completions of 1..4 tokens, chosen and rejected of
+    different lengths (right padding in the collator)."""
+    g = torch.Generator().manual_seed(0)
+    feats = []
+    for i, (p, c, r) in enumerate([(9, 1, 3), (3, 4, 1), (6, 2, 2), (5, 3, 4)]):
+        ids = torch.randint(2, 50, (p + c + r,), generator=g).tolist()
+        feats.append(
+            {
+                "chosen_ids": ids[:p] + ids[p : p + c],
+                "rejected_ids": ids[:p] + ids[p + c :],
+                "prompt_length": p,
+                "group_id": i % 2,
+                "index": i,
+            }
+        )
+    return PairCollator(pad_token_id=0)(feats)
+
+
+def _build(**kw):
+    torch.manual_seed(0)
+    return CausalLM(tiny=TINY, **kw).build(_Tok())
+
+
+@pytest.mark.parametrize("average", [False, True])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_prefix_shared_logps_and_grads_equal_concatenated(average, attn):
+    batch = _ragged_batch()
+    plain, shared = _build(prefix_sharing="off", average_log_prob=average), _build(average_log_prob=average)
+    assert shared.prefix_sharing and not plain.prefix_sharing
+    for p in (plain, shared):
+        p.model.config._attn_implementation = attn
+        p._mask_dtype = None if attn == "sdpa" else torch.float32
+    out = []
+    for policy in (plain, shared):
+        c, r = policy.pair_logps(batch)
+        (c.sum() - 0.5 * r.sum()).backward()
+        out.append((c.detach(), r.detach(), {k: p.grad for k, p in policy.model.named_parameters()}))
+        out[-1] += (policy.reference_pair_logps(batch),)
+    (c0, r0, g0, ref0), (c1, r1, g1, ref1) = out
+    torch.testing.assert_close(c1, c0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(r1, r0, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ref1, ref0, rtol=1e-5, atol=1e-5)
+    for k in g0:
+        torch.testing.assert_close(g1[k], g0[k], rtol=1e-4, atol=1e-5)
+
+
+def test_packed_layout_hides_chosen_from_rejected():
+    batch = _ragged_batch()
+    packed = pack_pairs(batch)
+    mask = packed.attention_mask[:, 0]
+    p_max, cc = 9, 4
+    assert packed.input_ids.shape == (4, 9 + 4 + 4) and packed.keep == 1 + 4 + 4
+    assert not mask[:, p_max + cc :, p_max : p_max + cc].any(), "rejected never attends chosen"
+    # Row 1 (prompt 3): positions restart at the prompt length for the rejected completion.
+    assert packed.position_ids[1, p_max - 1] == 2 and packed.position_ids[1, p_max] == 3
+    assert packed.position_ids[1, p_max + cc] == 3
+
+
+def test_prefix_sharing_switch():
+    assert not _build(prefix_sharing="off").prefix_sharing
+    assert _build(prefix_sharing="on").prefix_sharing
+    with pytest.raises(ValueError, match="prefix_sharing"):
+        CausalLM(prefix_sharing="sometimes")
+
+
+def test_gradient_checkpointing_policy_only_same_grads():
+    batch = _ragged_batch()
+    grads = []
+    for gc in (False, True):
+        policy = _build(gradient_checkpointing=gc)
+        policy.train()
+        assert policy.model.is_gradient_checkpointing == gc
+        assert not policy.reference.is_gradient_checkpointing, "the reference is never checkpointed"
+        c, r = policy.pair_logps(batch)
+        (c - r).sum().backward()
+        grads.append({k: p.grad for k, p in policy.model.named_parameters()})
+        assert all(p.grad is None for p in policy.reference.parameters())
+    for k in grads[0]:
+        torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------- cached reference
+def _fit(module, dm, **kw):
+    L.seed_everything(0)
+    trainer = L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        accelerator="cpu",
+        **kw,
+    )
+    trainer.fit(module, dm)
+    return trainer
+
+
+@pytest.mark.slow
+def test_cached_reference_equals_live(tiny_dm_factory, make_module, tmp_path):
+    """Same α and parameters after 3 robust IPO steps, live reference vs cached; the cached run
+    freed its reference copy; a second run reuses the file."""
+    results = []
+    for precompute in (False, True, True):
+        dm = tiny_dm_factory(batch_size=8)
+        module = make_module(
+            dm,
+            loss={"name": "ipo", "beta": 0.1},
+            weighting={"name": "robust", "step_size": 0.5},
+            optimizer=functools.partial(torch.optim.SGD, lr=0.5),
+            lr_scheduler=None,
+            precompute_ref_logps=precompute,
+            ref_cache_dir=str(tmp_path / "cache"),
+        )
+        _fit(module, dm, max_steps=3)
+        assert (module.policy.reference is None) == precompute
+        results.append((module.log_alpha.clone(), {k: v.clone() for k, v in module.policy.model.state_dict().items()}))
+    assert len(list((tmp_path / "cache").iterdir())) == 1
+    for alpha, params in results[1:]:
+        torch.testing.assert_close(alpha, results[0][0], rtol=0, atol=1e-9)
+        for k, v in params.items():
+            torch.testing.assert_close(v, results[0][1][k], rtol=1e-5, atol=1e-6)
+
+
+def test_cached_values_equal_live_losses(tiny_dm_factory, make_module, tmp_path):
+    dm = tiny_dm_factory(batch_size=8)
+    module = make_module(dm, loss={"name": "ipo"}, precompute_ref_logps=True, ref_cache_dir=str(tmp_path))
+    batch = next(iter(dm.val_dataloader()))
+    live = module._pair_outputs(batch, module._reference(batch)).losses
+    trainer = _fit(module, dm, max_steps=0)
+    assert module.reference_logps is not None and module.policy.reference is None
+    trainer.state.stage = "validate"
+    batch = module.on_after_batch_transfer(dict(batch), 0)
+    assert CHOSEN_KEY in batch
+    cached = module._pair_outputs(batch, module._reference(batch)).losses
+    torch.testing.assert_close(cached, live, rtol=1e-6, atol=1e-6)
+
+
+def test_cache_refuses_other_reference_or_data(tiny_dm_factory, tmp_path):
+    dm = tiny_dm_factory()
+    dm.setup()
+    data = {"train": data_fingerprint(dm.dataset("train"))}
+    assert data["train"] == data_fingerprint(tiny_dm_factory().dataset("train")), "content, not object id"
+    assert data["train"] != data_fingerprint(dm.dataset("val"))
+    ref_a = weights_fingerprint(_build().reference.state_dict())
+    ref_b = weights_fingerprint(
+        CausalLM(tiny=TinyLlama(**{**TINY.__dict__, "seed": 1})).build(_Tok()).reference.state_dict()
+    )
+    assert ref_a != ref_b
+    values = {"train": {"index": torch.arange(3), "chosen": torch.randn(3), "rejected": torch.randn(3)}}
+    path = ReferenceLogps(values, data=data, reference=ref_a).save(tmp_path / "c.safetensors")
+    loaded = ReferenceLogps.load(path, data=data, reference=ref_a)
+    torch.testing.assert_close(loaded.lookup("train", torch.tensor([2, 0]))[0], values["train"]["chosen"][[2, 0]])
+    with pytest.raises(ReferenceCacheError, match="another reference"):
+        ReferenceLogps.load(path, data=data, reference=ref_b)
+    with pytest.raises(ReferenceCacheError, match="other data"):
+        ReferenceLogps.load(path, data={"train": "0" * 64}, reference=ref_a)
+    assert ReferenceLogps.file_name(data, ref_a, {}) != ReferenceLogps.file_name(data, ref_b, {})
+
+
+def test_bf16_mixed_runs(tiny_dm_factory, make_module):
+    """The module is precision-agnostic: bf16-mixed (CPU autocast here) trains with finite α."""
+    dm = tiny_dm_factory(batch_size=8)
+    module = make_module(dm, loss={"name": "ipo"}, weighting={"name": "robust", "step_size": 0.5})
+    _fit(module, dm, max_steps=2, precision="bf16-mixed")
+    assert torch.isfinite(module.log_alpha).all()
+    assert module.log_alpha.dtype == torch.float64
