@@ -59,3 +59,13 @@ def test_bad_policy_settings():
         TinyLlama(hidden_size=30, num_attention_heads=4)
     with pytest.raises(ValueError, match="dtype"):
         CausalLM(dtype="float8")
+
+
+def test_four_bit_needs_lora_and_cuda():
+    with pytest.raises(ValueError, match="load_in_4bit.*lora"):
+        CausalLM(name_or_path="x", load_in_4bit=True)
+    if not torch.cuda.is_available():
+        from grpo_lightning.policies.causal_lm import _four_bit_config
+
+        with pytest.raises(RuntimeError, match="CUDA"):
+            _four_bit_config(torch.bfloat16)

@@ -123,6 +123,24 @@ class CausalLMPolicyModule(PreferencePolicy):
         return self.reference.state_dict()
 
 
+def _four_bit_config(compute_dtype: torch.dtype):
+    """NF4 weights with double quantisation (the QLoRA recipe); CUDA and bitsandbytes only."""
+    import importlib.util
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("model.policy.load_in_4bit needs a CUDA GPU (bitsandbytes 4-bit kernels)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise RuntimeError("model.policy.load_in_4bit needs the bitsandbytes package: pip install bitsandbytes")
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
+
+
 class CausalLM(PolicySpec):
     """A causal language model policy.
 
@@ -144,6 +162,8 @@ class CausalLM(PolicySpec):
             path taken is logged.
         lora: LoRA adapter settings (peft); ``None`` trains all weights. With LoRA the reference
             is the base model with the adapter disabled (no second copy in memory).
+        load_in_4bit: load the base weights 4-bit (NF4, bitsandbytes) for QLoRA-style training on
+            CUDA; needs ``lora`` and the ``bitsandbytes`` package.
     """
 
     def __init__(
@@ -158,7 +178,10 @@ class CausalLM(PolicySpec):
         gradient_checkpointing: bool = False,
         prefix_sharing: str | bool = "auto",
         lora: LoraSettings | dict | None = None,
+        load_in_4bit: bool = False,
     ) -> None:
+        if load_in_4bit and lora is None:
+            raise ValueError("model.policy.load_in_4bit trains through LoRA adapters: set model.policy.lora too")
         if isinstance(prefix_sharing, bool):
             prefix_sharing = "on" if prefix_sharing else "off"
         if prefix_sharing not in ("auto", "on", "off"):
@@ -178,6 +201,7 @@ class CausalLM(PolicySpec):
             gradient_checkpointing=gradient_checkpointing,
             prefix_sharing=prefix_sharing,
             lora=None if lora is None else {**asdict(lora), "target_modules": list(lora.target_modules)},
+            load_in_4bit=load_in_4bit,
         )
         self.lora = lora
         self.name_or_path, self.gguf_file, self.tiny = name_or_path, gguf_file, tiny
@@ -217,6 +241,8 @@ class CausalLM(PolicySpec):
             kwargs["gguf_file"] = gguf
         if self.init_args["trust_remote_code"]:
             kwargs["trust_remote_code"] = True
+        if self.init_args.get("load_in_4bit"):
+            kwargs["quantization_config"] = _four_bit_config(self.dtype)
         try:
             return AutoModelForCausalLM.from_pretrained(source, **kwargs)
         except OSError as err:
