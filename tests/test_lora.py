@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import fit_quietly
 
 from grpo_lightning.policies import CausalLM, LoraSettings, TinyLlama
 
@@ -99,7 +100,6 @@ def test_lora_spec_round_trips_and_validates():
 
 
 def test_lora_module_trains(tiny_dm_factory):
-    import lightning as L
 
     from grpo_lightning.config import LossConfig, WeightingConfig
     from grpo_lightning.module import GroupRobustPreferenceModule
@@ -114,15 +114,7 @@ def test_lora_module_trains(tiny_dm_factory):
         tokenizer=dm.tokenizer,
     )
     frozen = {n: p.clone() for n, p in module.policy.named_parameters() if not p.requires_grad}
-    L.Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        accelerator="cpu",
-        max_steps=2,
-    ).fit(module, dm)
+    fit_quietly(module, dm, max_steps=2)
     for n, p in module.policy.named_parameters():
         if n in frozen:
             assert torch.equal(p, frozen[n]), n

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import functools
 
-import lightning as L
 import pytest
 import torch
+from conftest import fit_quietly
 
 from grpo_lightning.data.ref_cache import (
     CHOSEN_KEY,
@@ -115,19 +115,7 @@ def test_gradient_checkpointing_policy_only_same_grads():
 
 
 # ---------------------------------------------------------------------------- cached reference
-def _fit(module, dm, **kw):
-    L.seed_everything(0)
-    trainer = L.Trainer(
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        accelerator="cpu",
-        **kw,
-    )
-    trainer.fit(module, dm)
-    return trainer
+_fit = fit_quietly
 
 
 @pytest.mark.slow
