@@ -86,7 +86,8 @@ class CausalLMPolicyModule(PreferencePolicy):
         self.reference = None
 
     def _logps(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.prefix_sharing:
+        # A batch without prompt lengths (built by hand, not by PairCollator) takes the plain path.
+        if self.prefix_sharing and "prompt_length" in batch:
             packed = pack_pairs(batch, mask_dtype=self._mask_dtype)
             logits = model(
                 input_ids=packed.input_ids,
