@@ -175,3 +175,14 @@ def test_nonfinite_loss_stops_before_any_update(tiny_dm_factory, make_module):
     assert torch.equal(module.log_alpha, alpha)
     for k, v in _params(module).items():
         assert torch.equal(v.nan_to_num(123.0), before[k].nan_to_num(123.0))
+
+
+def test_split_pairs_keeps_chosen_and_rejected_together():
+    """B = 3 pairs, 2B = 6 stacked rows (chosen 0..2, rejected 3..5), split in 2: the first
+    micro-batch holds pairs (0, 1) → rows (0, 1, 3, 4), the second pair 2 → rows (2, 5)."""
+    from grpo_lightning.batching import split_pairs
+
+    batch = {"input_ids": torch.arange(6).unsqueeze(-1), "group": torch.tensor([0, 1, 0]), "index": torch.arange(3)}
+    first, second = split_pairs(batch, 2)
+    assert first["input_ids"].flatten().tolist() == [0, 1, 3, 4] and first["group"].tolist() == [0, 1]
+    assert second["input_ids"].flatten().tolist() == [2, 5] and second["index"].tolist() == [2]

@@ -12,6 +12,7 @@ from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
 
+from grpo_lightning.batching import split_pairs
 from grpo_lightning.config import LinearWarmup, LossConfig, WeightingConfig
 from grpo_lightning.core import (
     LOSSES,
@@ -43,24 +44,6 @@ class PairOutputs(NamedTuple):
     policy_chosen: torch.Tensor
     policy_rejected: torch.Tensor
     reference: tuple[torch.Tensor, torch.Tensor] | None
-
-
-def split_pairs(batch: dict[str, torch.Tensor], parts: int) -> list[dict[str, torch.Tensor]]:
-    """Split a batch of B pairs into ``parts`` micro-batches. Tensors with 2B leading rows
-    (chosen stacked over rejected) are split on both halves alike."""
-    n = batch["group"].shape[0]
-    chunks = torch.arange(n).tensor_split(min(parts, n))
-    out = []
-    for idx in chunks:
-        idx = idx.to(batch["group"].device)
-        mb = {}
-        for key, value in batch.items():
-            if value.shape[0] == 2 * n and n > 0 and key not in ("group",):
-                mb[key] = torch.cat([value[idx], value[idx + n]])
-            else:
-                mb[key] = value[idx]
-        out.append(mb)
-    return out
 
 
 class GroupRobustPreferenceModule(L.LightningModule):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -143,19 +144,21 @@ def main(argv: list[str] | None = None) -> None:
     if rows:
         write_csv(args.out / "results.csv", rows, CSV_COLUMNS)
         plot_bars(args.out / "final_metrics.png", rows)
-        print(format_table(rows))
+        sys.stdout.write(format_table(rows) + "\n")
 
     chi_done = [res for kind, _, res in done if kind == "chi"]
     if chi_done:
         crow = sorted((r for res in chi_done for r in chi_rows(res)), key=lambda r: r["chi"])
         write_csv(args.out / "chi_results.csv", crow, list(crow[0]))
         plot_chi(args.out / "chi_tradeoff.png", crow)
-        print(f"\n{'chi':>5} {'avg val loss':>20} {'worst val loss':>20}")
-        for r in crow:
-            print(
-                f"{r['chi']:>5.2f} {r['avg_val_loss_mean']:>11.4f} ± {r['avg_val_loss_se']:<6.4f}"
-                f" {r['worst_val_loss_mean']:>11.4f} ± {r['worst_val_loss_se']:<6.4f}"
-            )
+        # The tables are the command's output (stdout); progress goes to the log.
+        lines = [f"\n{'chi':>5} {'avg val loss':>20} {'worst val loss':>20}"]
+        lines += [
+            f"{r['chi']:>5.2f} {r['avg_val_loss_mean']:>11.4f} ± {r['avg_val_loss_se']:<6.4f}"
+            f" {r['worst_val_loss_mean']:>11.4f} ± {r['worst_val_loss_se']:<6.4f}"
+            for r in crow
+        ]
+        sys.stdout.write("\n".join(lines) + "\n")
     log.info("wrote results to %s", args.out)
 
 
