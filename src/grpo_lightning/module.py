@@ -178,8 +178,9 @@ class GroupRobustPreferenceModule(L.LightningModule):
         estimate = group_loss_estimate(
             sums, counts, estimator=self.weighting.estimator, train_counts=self.group_counts, total=counts.sum()
         )
-        bad = [self.group_names[g] for g in torch.nonzero(~torch.isfinite(estimate)).flatten().tolist()]
-        if bad:
+        finite = torch.isfinite(estimate)
+        if not finite.all():  # names are built only on failure, not every step
+            bad = [self.group_names[g] for g in torch.nonzero(~finite).flatten().tolist()]
             return self._nonfinite(f"non-finite group loss of {bad}", batch_idx, None)
         self.log_alpha = self.weighting.update(self.log_alpha, estimate, present=counts > 0)
         return True
