@@ -13,7 +13,12 @@ import pytest  # noqa: E402
 
 datasets.disable_progress_bars()
 
-TINY_DATA = {"generated": {"num_pairs": 100, "seed": 0}, "max_length": 64, "max_prompt_length": 56}
+# The generated pool split by fractions (no separate evaluation pairs): small and fast.
+TINY_DATA = {
+    "generated": {"num_pairs": 100, "val_pairs_per_group": 0, "test_pairs_per_group": 0, "seed": 0},
+    "max_length": 64,
+    "max_prompt_length": 56,
+}
 
 
 @pytest.fixture(scope="session")

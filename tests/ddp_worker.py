@@ -57,7 +57,11 @@ class _FixedBatches(PreferenceDataModule):
 
 
 def main(mode: str, out: str) -> None:
-    data = {"generated": GeneratedOpinions(num_pairs=100), "max_length": 64, "max_prompt_length": 56}
+    data = {
+        "generated": GeneratedOpinions(num_pairs=100, val_pairs_per_group=4, test_pairs_per_group=4),
+        "max_length": 64,
+        "max_prompt_length": 56,
+    }
     if mode == "ddp":
         dm = PreferenceDataModule(batch_size=PER_RANK, **data)
     else:

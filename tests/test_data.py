@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from grpo_lightning.data import DataError, GeneratedOpinions, PreferenceDataModule
-from grpo_lightning.data.generated import DISAGREEMENT, GROUPS
+from grpo_lightning.data.generated import DEPARTED_FRAMES, GROUPS
 from grpo_lightning.data.rows import stratified_split
 from grpo_lightning.data.tokenization import PairCollator, tokenize_pairs, train_tokenizer
 
@@ -32,28 +32,54 @@ def test_generated_data_shape_and_determinism():
     rows = GeneratedOpinions(num_pairs=400, seed=3).rows()
     assert rows == GeneratedOpinions(num_pairs=400, seed=3).rows()
     assert rows != GeneratedOpinions(num_pairs=400, seed=4).rows()
-    counts = Counter(rows["group"])
+    train = [i for i, s in enumerate(rows["split"]) if s == "train"]
+    counts = Counter(rows["group"][i] for i in train)
     assert [counts[g] for g in GROUPS] == [180, 100, 60, 40, 20]  # 45/25/15/10/5 %
-    assert len(set(zip(rows["prompt"], rows["chosen"], rows["rejected"], strict=True))) == 400
+    triples = {(rows["prompt"][i], rows["chosen"][i], rows["rejected"][i], rows["group"][i]) for i in train}
+    assert len(triples) == 400
     assert all(c != r for c, r in zip(rows["chosen"], rows["rejected"], strict=True))
-    assert rows["prompt"][0].startswith(f"Opinion of people in {GROUPS[0]} on: ")
+    # By default the prompt does not say who answers (the groups conflict on the same prompt).
+    assert rows["prompt"][0].startswith("Opinion on: ")
+    assert not any(g in p for p in rows["prompt"] for g in GROUPS)
     assert "\nPlease select the best response:\nA. " in rows["prompt"][0]
-    assert list(DISAGREEMENT) == sorted(DISAGREEMENT), "smaller groups disagree more"
+    assert list(DEPARTED_FRAMES) == sorted(DEPARTED_FRAMES), "smaller groups depart more"
+    named = GeneratedOpinions(num_pairs=400, seed=3, name_groups=True).rows()
+    assert named["prompt"][0].startswith(f"Opinion of people in {named['group'][0]} on: ")
+
+
+def test_generated_eval_pairs_per_group_do_not_depend_on_training_imbalance():
+    """100 val and 200 test pairs for every group, distinct within a group and disjoint between
+    val and test, and the same whatever the size of the training pool."""
+    rows = GeneratedOpinions(num_pairs=1200, seed=0).rows()
+    for split, n in (("val", 100), ("test", 200)):
+        counts = Counter(g for g, s in zip(rows["group"], rows["split"], strict=True) if s == split)
+        assert counts == dict.fromkeys(GROUPS, n)
+    cols = [rows[c] for c in ("prompt", "chosen", "rejected", "group", "split")]
+    evals = [r for r in zip(*cols, strict=True) if r[4] != "train"]
+    assert len({r[:4] for r in evals}) == len(evals) == 1500  # no pair in both val and test
+    small = GeneratedOpinions(num_pairs=200, seed=0).rows()
+    assert [r for r in zip(*(small[c] for c in rows), strict=True) if r[4] != "train"] == evals
+    assert "split" not in GeneratedOpinions(num_pairs=200, val_pairs_per_group=0, test_pairs_per_group=0).rows()
+
+
+def test_generated_data_module_uses_the_generated_splits(tiny_dm_factory):
+    dm = tiny_dm_factory(generated={"num_pairs": 100, "val_pairs_per_group": 7, "test_pairs_per_group": 9})
+    assert dm.train_group_counts == [45, 25, 15, 10, 5]
+    for split, n in (("val", 7), ("test", 9)):
+        assert Counter(dm.dataset(split)["group_id"]) == dict.fromkeys(range(5), n)
 
 
 def test_generated_answers_depend_on_the_group():
-    """Agreement of each group's preferred letter with the largest group's, over shared questions,
-    falls with group size (the smallest group disagrees most)."""
-    rows = GeneratedOpinions(num_pairs=1600, seed=0).rows()
-    pref: dict[tuple[str, str], str] = {}
+    """Each group's preferred letter agrees with the largest group's on the frames it does not
+    depart on: agreement 1 − DEPARTED_FRAMES[g]/6, falling with group size."""
+    gen = GeneratedOpinions(num_pairs=1600, seed=0)
+    preferred = gen.preferred()
+    agree = [(preferred[g] == preferred[0]).mean() for g in range(len(GROUPS))]
+    assert agree == pytest.approx([1 - d / 6 for d in DEPARTED_FRAMES])
+    rows = gen.rows()
     for p, c, g in zip(rows["prompt"], rows["chosen"], rows["group"], strict=True):
-        pref[(g, p.split(" on: ", 1)[1])] = c
-    agree = []
-    for g in GROUPS[1:]:
-        shared = [q for (gg, q) in pref if gg == g and (GROUPS[0], q) in pref]
-        agree.append(sum(pref[(g, q)] == pref[(GROUPS[0], q)] for q in shared) / len(shared))
-    assert agree == sorted(agree, reverse=True)
-    assert agree[0] > 0.7 and agree[-1] < 0.2
+        if g == "Eastvale" and p.startswith("Opinion on: How much do you trust public transport?"):
+            assert c == " " + "ABCD"[preferred[4, 0]]
 
 
 def test_tokenisation_masks_the_prompt_and_appends_eos():

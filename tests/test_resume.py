@@ -47,7 +47,7 @@ model:
 data:
   class_path: grpo_lightning.data.PreferenceDataModule
   init_args:
-    generated: {{num_pairs: 60}}
+    generated: {{num_pairs: 60, val_pairs_per_group: 2, test_pairs_per_group: 2}}
     max_length: 64
     max_prompt_length: 56
     batch_size: 8

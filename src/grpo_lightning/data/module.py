@@ -18,8 +18,10 @@ from torch.utils.data import DataLoader
 
 from grpo_lightning.data.generated import GeneratedOpinions
 from grpo_lightning.data.rows import (
+    SPLIT_COLUMN,
     DataError,
     clean_rows,
+    given_split,
     load_files,
     load_hub,
     log_skipped,
@@ -139,7 +141,8 @@ class PreferenceDataModule(L.LightningDataModule):
         accumulate_grad_batches: micro-batches per optimizer step. Set it on the model
             (``--model.accumulate_grad_batches``); the CLI copies it here so the training loader
             yields one optimizer step's pairs per batch.
-        split_fractions: train/val/test fractions, per group, seeded.
+        split_fractions: train/val/test fractions, per group, seeded; not used when the data has
+            a ``split`` column (values ``train``/``val``/``test``), whose splits are used as given.
         seed: seed of the split.
         num_workers: DataLoader workers.
         predict_split: the split ``predict`` scores.
@@ -251,7 +254,10 @@ class PreferenceDataModule(L.LightningDataModule):
             log_skipped(self.source_name, {"group_not_in_data.groups": refs}, self.rows_in)
             ds = ds.filter(lambda g: g in index, input_columns="group")
         ds = ds.map(lambda g: {"group_id": index[g]}, input_columns="group")
-        parts = stratified_split(ds["group_id"], ds["prompt"], self.split_fractions, self.seed)
+        if SPLIT_COLUMN in ds.column_names:  # the data's own splits (the generated default has them)
+            parts = given_split(ds[SPLIT_COLUMN], self.source_name, row_refs(ds, self.source_name), SPLITS)
+        else:
+            parts = stratified_split(ds["group_id"], ds["prompt"], self.split_fractions, self.seed)
         splits = {name: ds.select(rows) for name, rows in zip(SPLITS, parts, strict=True)}
         tokenizer = self._make_tokenizer(splits["train"])
         tokenized = {}

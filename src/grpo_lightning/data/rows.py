@@ -23,6 +23,8 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 REQUIRED = ("prompt", "chosen", "rejected", "group")
+# An optional column of ``train``/``val``/``test``: the data's own splits, used as given.
+SPLIT_COLUMN = "split"
 TEXT_FIELDS = ("prompt", "chosen", "rejected")
 #: Columns that carry each row's origin (file name, 1-based data row of that file) through
 #: cleaning, splitting and tokenisation, so that any message about a row names the source row.
@@ -312,13 +314,16 @@ def clean_rows(ds: datasets.Dataset, source: str) -> tuple[datasets.Dataset, Cou
     chosen identical to rejected, and exact duplicate pairs (the first copy is kept).
 
     Text that is not valid UTF-8 is refused (:class:`DataError` naming the row and field).
-    Whitespace-only text counts as empty; a duplicate is the same prompt, chosen, rejected and group.
+    Whitespace-only text counts as empty; a duplicate is the same prompt, chosen, rejected and group
+    (and ``split``, when the data gives its own splits: the same pair may be drawn for training and
+    for evaluation).
     """
     prompts, chosen, rejected, groups = (ds[c] for c in REQUIRED)
+    splits = ds[SPLIT_COLUMN] if SPLIT_COLUMN in ds.column_names else [None] * len(ds)
     refs = row_refs(ds, source)
     reasons: list[str] = []
     seen: set[tuple] = set()
-    for i, (p, c, r, g) in enumerate(zip(prompts, chosen, rejected, groups, strict=True)):
+    for i, (p, c, r, g, split) in enumerate(zip(prompts, chosen, rejected, groups, splits, strict=True)):
         for field, value in zip(REQUIRED, (p, c, r, g), strict=True):
             if isinstance(value, str):
                 try:
@@ -335,7 +340,7 @@ def clean_rows(ds: datasets.Dataset, source: str) -> tuple[datasets.Dataset, Cou
             reasons.append("empty_rejected")
         elif c == r:
             reasons.append("chosen_equals_rejected")
-        elif (key := (p, c, r, str(g))) in seen:
+        elif (key := (p, c, r, str(g), split)) in seen:
             reasons.append("duplicate_pair")
         else:
             seen.add(key)
@@ -352,6 +357,17 @@ def clean_rows(ds: datasets.Dataset, source: str) -> tuple[datasets.Dataset, Cou
     if not (isinstance(group_feature, datasets.Value) and group_feature.dtype == "string"):
         ds = ds.cast_column("group", datasets.Value("string"))  # integer group labels become names
     return ds, skipped
+
+
+def given_split(values: Sequence, source: str, refs: Sequence[str], names: Sequence[str]) -> list[np.ndarray]:
+    """Row indices of the splits named in a ``split`` column (values among ``names``); any other
+    value is a :class:`DataError` naming the first rows that carry one."""
+    arr = np.asarray([str(v).strip().lower() if v is not None else "" for v in values], dtype=object)
+    bad = np.flatnonzero(~np.isin(arr, list(names)))
+    if len(bad):
+        shown = "; ".join(f"{refs[i]}: {values[i]!r}" for i in bad[:5])
+        raise DataError(f"{source}: column {SPLIT_COLUMN!r} must be one of {list(names)} ({shown})")
+    return [np.flatnonzero(arr == name) for name in names]
 
 
 def stratified_split(
