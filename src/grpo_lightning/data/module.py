@@ -126,7 +126,10 @@ class PreferenceDataModule(L.LightningDataModule):
         columns: map of ``prompt/chosen/rejected/group`` to the column names in your data.
         groups: the groups to train on, in this order (ids 0..K-1). ``None``: every group in the
             data, sorted by name. A listed group absent from the data is an error; rows of
-            unlisted groups are skipped and counted.
+            unlisted groups are skipped and counted. Labels in the data lose surrounding whitespace.
+        merge_group_case: labels that differ only in case (``north``, ``NORTH``) are always named in
+            a warning; ``False`` keeps them as separate groups, ``True`` merges them into one,
+            spelled as in ``groups`` or else as most of its rows spell it.
         tokenizer: a tokenizer hub id or directory; ``None`` trains a byte-level BPE tokeniser on
             the training texts (for the tiny default model) and saves it with the run.
         tokenizer_vocab_size: vocabulary size of that trained tokeniser.
@@ -153,6 +156,7 @@ class PreferenceDataModule(L.LightningDataModule):
         generated: GeneratedOpinions | None = None,
         columns: dict[str, str] | None = None,
         groups: list[str] | None = None,
+        merge_group_case: bool = False,
         tokenizer: str | None = None,
         tokenizer_vocab_size: int = 512,
         tokenizer_gguf_file: str | None = None,
@@ -201,7 +205,7 @@ class PreferenceDataModule(L.LightningDataModule):
             raise ValueError("give data.path or data.hub_id, not both")
         self.path, self.hub_id, self.hub_split = path, hub_id, hub_split
         self.generated = generated or GeneratedOpinions()
-        self.columns, self.groups = columns, groups
+        self.columns, self.groups, self.merge_group_case = columns, groups, merge_group_case
         self.tokenizer_name, self.tokenizer_vocab_size = tokenizer, tokenizer_vocab_size
         self.tokenizer_gguf_file = tokenizer_gguf_file
         self.max_length, self.max_prompt_length = max_length, max_prompt_length
@@ -239,7 +243,9 @@ class PreferenceDataModule(L.LightningDataModule):
         # A load_rows override may skip source rows itself (GOQA: unusable distributions); they
         # count as rows in, so that rows in = kept + skipped holds for every source.
         self.rows_in = len(raw) + sum(self.source_skipped.values())
-        ds, skipped = clean_rows(raw, self.source_name)
+        ds, skipped = clean_rows(
+            raw, self.source_name, merge_group_case=self.merge_group_case, spellings=self.groups or ()
+        )
         skipped.update(self.source_skipped)
         self.skipped = skipped
         names = self._resolve_groups(sorted(set(ds["group"])))
@@ -285,11 +291,12 @@ class PreferenceDataModule(L.LightningDataModule):
             tokenized[name] = split
         log_skipped(self.source_name, emptied, self.rows_in)
         counts = torch.bincount(torch.tensor(tokenized["train"]["group_id"], dtype=torch.long), minlength=len(names))
+        coverage = self._eval_coverage(names, tokenized)
         kept = sum(len(s) for s in tokenized.values())
         if kept + sum(skipped.values()) != self.rows_in:  # every row is kept or counted, nothing else
             raise AssertionError(f"row accounting: {self.rows_in} in != {kept} kept + {dict(skipped)} skipped")
         log.info(
-            "%s: data prepared: %d rows in, %d kept (train/val/test %s), %d skipped %s; groups %s with N_g %s%s",
+            "%s: data prepared: %d rows in, %d kept (train/val/test %s), %d skipped %s; groups %s with N_g %s; %s%s",
             self.source_name,
             self.rows_in,
             kept,
@@ -298,6 +305,11 @@ class PreferenceDataModule(L.LightningDataModule):
             dict(sorted(skipped.items())),
             names,
             counts.tolist(),
+            "; ".join(
+                f"{split} pairs cover {len(names) - len(missing)}/{len(names)} groups"
+                + (f" (none of {missing})" if missing else "")
+                for split, missing in coverage.items()
+            ),
             f"; truncated or re-encoded pairs {dict(sorted(notes.items()))}" if notes else "",
         )
         empty = [names[g] for g in range(len(names)) if counts[g] == 0]
@@ -313,6 +325,19 @@ class PreferenceDataModule(L.LightningDataModule):
                 self.source_name,
                 names[0],
             )
+        for split, missing in coverage.items():
+            if missing:
+                log.warning(
+                    "%s: group(s) %s have no %s pairs, so %s/worst_group_loss and the other %s/ metrics do not "
+                    "cover them (%s/groups_covered counts the groups that are); a group needs pairs with 3 or "
+                    "more distinct prompts to get a pair in every split",
+                    self.source_name,
+                    missing,
+                    split,
+                    split,
+                    split,
+                    split,
+                )
         step = self.batch_size * self.accumulate_grad_batches
         small = {names[g]: int(counts[g]) for g in range(len(names)) if counts[g] < step}
         if small:
@@ -324,6 +349,16 @@ class PreferenceDataModule(L.LightningDataModule):
                 small,
             )
         return {"names": names, "counts": counts.tolist(), "tokenizer": tokenizer, "splits": tokenized}
+
+    def _eval_coverage(self, names: list[str], splits: Mapping[str, datasets.Dataset]) -> dict[str, list[str]]:
+        """Per evaluation split with a fraction > 0: the groups without a pair in it (after
+        tokenisation, which may drop a group's only pair there)."""
+        out = {}
+        for i, split in enumerate(SPLITS[1:], 1):
+            if self.split_fractions[i] > 0:
+                present = set(splits[split]["group_id"]) if len(splits[split]) else set()
+                out[split] = [g for k, g in enumerate(names) if k not in present]
+        return out
 
     def _resolve_groups(self, present: list[str]) -> list[str]:
         if not present:
