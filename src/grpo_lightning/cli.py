@@ -13,7 +13,15 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from grpo_lightning.callbacks import GroupWeightFigure, HFExport, PredictionCSVWriter, SaveTokenizer
-from grpo_lightning.errors import TRACEBACK_ENV, USER_ERRORS, NamedCheckpointIO, show_traceback, user_message
+from grpo_lightning.errors import (
+    CHECKPOINT_READ_ERRORS,
+    TRACEBACK_ENV,
+    USER_ERRORS,
+    NamedCheckpointIO,
+    show_traceback,
+    unreadable_checkpoint,
+    user_message,
+)
 from grpo_lightning.module import GroupRobustPreferenceModule
 
 log = logging.getLogger(__name__)
@@ -63,6 +71,14 @@ class GroupRobustCLI(LightningCLI):
                 model.gradient_clip_algorithm = trainer.gradient_clip_algorithm
             trainer.gradient_clip_val = None
             trainer.gradient_clip_algorithm = None
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the checkpoint's hyperparameters before anything else is built, with
+        # torch's own error for a truncated file, which does not name it.
+        try:
+            super()._parse_ckpt_path()
+        except CHECKPOINT_READ_ERRORS as err:
+            raise unreadable_checkpoint(self.config[self.config.subcommand].get("ckpt_path"), err) from err
 
     def instantiate_trainer(self, **kwargs):
         trainer = super().instantiate_trainer(**kwargs)

@@ -36,6 +36,19 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be read (truncated, or not a checkpoint): the message names it."""
 
 
+#: What ``torch.load`` raises for a file that is not a whole checkpoint (a truncated zip archive is
+#: a ``RuntimeError`` of its reader; a cut pickle an ``EOFError`` or ``UnpicklingError``).
+CHECKPOINT_READ_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile)
+
+
+def unreadable_checkpoint(path: Any, err: BaseException) -> CheckpointError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return CheckpointError(
+        f"checkpoint {path} cannot be read ({type(err).__name__}: {first}); it may be truncated "
+        "(a full disk or an interrupted copy) or not a Lightning checkpoint"
+    )
+
+
 def show_traceback() -> bool:
     return os.environ.get(TRACEBACK_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
@@ -100,9 +113,5 @@ class NamedCheckpointIO(CheckpointIO):
     def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
             return self.base.load_checkpoint(path, *args, **kwargs)
-        except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as err:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(
-                f"checkpoint {path} cannot be read ({type(err).__name__}: {first}); it may be truncated "
-                "(a full disk or an interrupted copy) or not a Lightning checkpoint"
-            ) from err
+        except CHECKPOINT_READ_ERRORS as err:
+            raise unreadable_checkpoint(path, err) from err
