@@ -57,7 +57,7 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, gguf_f
         tok = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     except OSError as err:
         raise OSError(
-            f"could not load data.tokenizer={name_or_path!r}: {err}\n"
+            f"could not load data.tokenizer={name_or_path!r} (not a local directory, so tried as a hub id): {err}\n"
             "Offline (HF_HUB_OFFLINE=1) only local directories and files already in the cache work."
         ) from err
     if tok.eos_token_id is None:
