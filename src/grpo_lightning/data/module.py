@@ -127,9 +127,6 @@ class PreferenceDataModule(L.LightningDataModule):
         groups: the groups to train on, in this order (ids 0..K-1). ``None``: every group in the
             data, sorted by name. A listed group absent from the data is an error; rows of
             unlisted groups are skipped and counted. Labels in the data lose surrounding whitespace.
-        merge_group_case: labels that differ only in case (``north``, ``NORTH``) are always named in
-            a warning; ``False`` keeps them as separate groups, ``True`` merges them into one,
-            spelled as in ``groups`` or else as most of its rows spell it.
         tokenizer: a tokenizer hub id or directory; ``None`` trains a byte-level BPE tokeniser on
             the training texts (for the tiny default model) and saves it with the run.
         tokenizer_vocab_size: vocabulary size of that trained tokeniser.
@@ -146,6 +143,9 @@ class PreferenceDataModule(L.LightningDataModule):
         seed: seed of the split.
         num_workers: DataLoader workers.
         predict_split: the split ``predict`` scores.
+        merge_group_case: labels that differ only in case (``north``, ``NORTH``) are always named in
+            a warning; ``False`` keeps them as separate groups, ``True`` merges them into one,
+            spelled as in ``groups`` or else as most of its rows spell it.
     """
 
     def __init__(
@@ -156,7 +156,6 @@ class PreferenceDataModule(L.LightningDataModule):
         generated: GeneratedOpinions | None = None,
         columns: dict[str, str] | None = None,
         groups: list[str] | None = None,
-        merge_group_case: bool = False,
         tokenizer: str | None = None,
         tokenizer_vocab_size: int = 512,
         tokenizer_gguf_file: str | None = None,
@@ -169,6 +168,7 @@ class PreferenceDataModule(L.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         predict_split: str = "test",
+        merge_group_case: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(batch_size, bool) or batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
