@@ -296,7 +296,7 @@ class PreferenceDataModule(L.LightningDataModule):
         if kept + sum(skipped.values()) != self.rows_in:  # every row is kept or counted, nothing else
             raise AssertionError(f"row accounting: {self.rows_in} in != {kept} kept + {dict(skipped)} skipped")
         log.info(
-            "%s: data prepared: %d rows in, %d kept (train/val/test %s), %d skipped %s; groups %s with N_g %s; %s%s",
+            "%s: data prepared: %d rows in, %d kept (train/val/test %s), %d skipped %s; groups %s with N_g %s%s%s",
             self.source_name,
             self.rows_in,
             kept,
@@ -305,8 +305,8 @@ class PreferenceDataModule(L.LightningDataModule):
             dict(sorted(skipped.items())),
             names,
             counts.tolist(),
-            "; ".join(
-                f"{split} pairs cover {len(names) - len(missing)}/{len(names)} groups"
+            "".join(
+                f"; {split} pairs cover {len(names) - len(missing)}/{len(names)} groups"
                 + (f" (none of {missing})" if missing else "")
                 for split, missing in coverage.items()
             ),
@@ -328,14 +328,12 @@ class PreferenceDataModule(L.LightningDataModule):
         for split, missing in coverage.items():
             if missing:
                 log.warning(
-                    "%s: group(s) %s have no %s pairs, so %s/worst_group_loss and the other %s/ metrics do not "
-                    "cover them (%s/groups_covered counts the groups that are); a group needs pairs with 3 or "
-                    "more distinct prompts to get a pair in every split",
+                    "%s: group(s) %s have no %s pairs, so %s and the other per-group %s metrics do not cover "
+                    "them; a group needs 3 or more distinct prompts to get a pair in every split",
                     self.source_name,
                     missing,
                     split,
-                    split,
-                    split,
+                    f"{split}/worst_group_loss",
                     split,
                 )
         step = self.batch_size * self.accumulate_grad_batches
