@@ -15,7 +15,9 @@ import torch
 from grpo_lightning.config import LossConfig, WeightingConfig
 from grpo_lightning.core.weighting import exponentiated_gradient_step
 from grpo_lightning.data import DataError, PreferenceDataModule
+from grpo_lightning.data.rows import stratified_split
 from grpo_lightning.data.tokenization import load_tokenizer, tokenize_pairs
+from grpo_lightning.policies.lora import LoraSettings
 
 SMALL = {"max_length": 48, "max_prompt_length": 40, "batch_size": 4}
 
@@ -264,11 +266,22 @@ def test_out_of_range_data_settings_name_the_setting(kwargs, match):
         (lambda: WeightingConfig(step_size=float("inf")), "step_size"),
         (lambda: WeightingConfig(step_size=float("nan")), "step_size"),
         (lambda: WeightingConfig(estimator="median"), "estimator"),
+        (lambda: WeightingConfig(name="importance", weights=[1.0, float("nan")]), "weighting.weights"),
+        (lambda: WeightingConfig(name="importance", weights=[1.0, float("inf")]), "weighting.weights"),
+        (lambda: LossConfig(name="dpo", label_smoothing=float("nan")), "label_smoothing"),
+        (lambda: LoraSettings(alpha=float("nan")), "lora.alpha"),
     ],
 )
 def test_out_of_range_model_settings_name_the_setting(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_gradient_clip_val_is_refused(tiny_dm_factory, make_module, value):
+    dm = tiny_dm_factory(batch_size=8)
+    with pytest.raises(ValueError, match=rf"model.gradient_clip_val must be a finite number > 0, got {value}"):
+        make_module(dm, gradient_clip_val=value)
 
 
 # ---------------------------------------------------------------- skipped and counted
@@ -515,3 +528,211 @@ def test_empty_splits_are_allowed_and_a_zero_fraction_stays_empty(tmp_path):
     assert list(dm.val_dataloader()) == []
     dm = _dm(_jsonl(tmp_path / "d.jsonl", _rows(20)), split_fractions=(0.9, 0.1, 0.0))
     assert len(dm.dataset("test")) == 0 and len(dm.dataset("val")) == 2
+
+
+# ---------------------------------------------------------------- evaluation coverage and group labels
+
+
+def _pairs(group: str, n: int, prefix: str = "") -> list[dict]:
+    return [
+        {"prompt": f"{prefix}{group} question {i}?", "chosen": f"yes {i}", "rejected": f"no {i}", "group": group}
+        for i in range(n)
+    ]
+
+
+@pytest.mark.parametrize("fractions", [(0.8, 0.1, 0.1), (0.98, 0.01, 0.01), (0.6, 0.2, 0.2)])
+def test_every_group_with_three_prompts_gets_a_val_and_a_test_pair(fractions):
+    sizes = [3, 4, 5, 7, 12, 40]
+    groups = [g for g, n in enumerate(sizes) for _ in range(n)]
+    prompts = [f"p{i}" for i in range(len(groups))]
+    for seed in range(5):
+        train, val, test = stratified_split(groups, prompts, fractions, seed)
+        for part in (train, val, test):
+            assert {groups[i] for i in part} == set(range(len(sizes))), (seed, fractions)
+
+
+def test_groups_without_eval_pairs_are_named_at_setup(tmp_path, caplog):
+    """C (2 pairs) cannot be in every split; B (3 pairs) is in each; both facts are said."""
+    rows = _pairs("A", 20) + _pairs("B", 3) + _pairs("C", 2)
+    with caplog.at_level(logging.INFO):
+        dm = _dm(_jsonl(tmp_path / "d.jsonl", rows))
+    names = dm.group_names
+    for split in ("val", "test"):
+        present = {names[g] for g in dm.dataset(split)["group_id"]}
+        assert present == {"A", "B"}, split
+        assert any(
+            f"group(s) ['C'] have no {split} pairs" in m and f"{split}/worst_group_loss" in m for m in caplog.messages
+        )
+    summary = next(m for m in caplog.messages if "data prepared" in m)
+    assert "val pairs cover 2/3 groups (none of ['C'])" in summary
+    assert "test pairs cover 2/3 groups (none of ['C'])" in summary
+
+
+def test_worst_group_metric_says_which_groups_it_covers(tmp_path, caplog, make_module):
+    rows = _pairs("A", 20) + _pairs("B", 3) + _pairs("C", 2)
+    dm = _dm(_jsonl(tmp_path / "d.jsonl", rows))
+    module = make_module(dm)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    with caplog.at_level(logging.WARNING):
+        trainer.validate(module, dm, verbose=False)
+        trainer.validate(module, dm, verbose=False)
+    assert trainer.logged_metrics["val/groups_covered"] == 2
+    assert "val/loss/C" not in trainer.logged_metrics
+    warned = [m for m in caplog.messages if "val/worst_group_loss" in m and "cover 2 of 3 groups" in m]
+    assert len(warned) == 1 and "no val pairs of ['C']" in warned[0]
+
+
+def test_group_labels_are_stripped_and_case_variants_reported_or_merged(tmp_path, caplog):
+    rows = _pairs("north", 8) + _pairs("south", 8)
+    for r in rows[:3]:
+        r["group"] = "north "  # the same group with a trailing space
+    rows[3]["group"] = " north\t"
+    rows += _pairs("NORTH", 2, prefix="x")  # the same group in capitals
+    rows.append({**rows[4], "group": " north"})  # a duplicate once stripped
+    path = _jsonl(tmp_path / "d.jsonl", rows)
+    with caplog.at_level(logging.INFO):
+        dm = _dm(path)
+    assert dm.group_names == ["NORTH", "north", "south"]
+    assert dm.skipped == {"duplicate_pair": 1}
+    assert any("stripped surrounding whitespace from 5 group labels" in m for m in caplog.messages)
+    assert any(
+        "differ only in case are kept as separate groups: [['NORTH', 'north']]" in m and "merge_group_case" in m
+        for m in caplog.messages
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        merged = _dm(path, merge_group_case=True)
+    assert merged.group_names == ["north", "south"] and merged.train_group_counts[0] > dm.train_group_counts[1]
+    assert any("merged group labels that differ only in case" in m for m in caplog.messages)
+    assert _dm(path, merge_group_case=True, groups=["NORTH", "south"]).group_names == ["NORTH", "south"]
+
+
+def test_unused_columns_with_mixed_types_do_not_block_a_directory(tmp_path):
+    import datasets
+
+    a, b = _rows(12), _rows(12)
+    for i, r in enumerate(a):
+        r["id"], r["meta"] = i, {"k": 1}
+    for i, r in enumerate(b):
+        r["id"], r["prompt"] = f"b{i}", f"other {r['prompt']}"
+    (tmp_path / "jsonl").mkdir()
+    _jsonl(tmp_path / "jsonl" / "a.jsonl", a)
+    _jsonl(tmp_path / "jsonl" / "b.jsonl", b)
+    dm = _dm(tmp_path / "jsonl")
+    assert dm.rows_in == 24 and "id" not in dm.dataset("train").column_names
+    (tmp_path / "pq").mkdir()
+    a = [{**r, "group": i % 2, "meta": None} for i, r in enumerate(a)]  # integer groups in one file only
+    datasets.Dataset.from_list([{k: v for k, v in r.items() if k != "meta"} for r in a]).to_parquet(
+        str(tmp_path / "pq" / "a.parquet")
+    )
+    datasets.Dataset.from_list([{**r, "group": str(r["group"] == "B")} for r in b]).to_parquet(
+        str(tmp_path / "pq" / "b.parquet")
+    )
+    assert _dm(tmp_path / "pq").group_names == ["0", "1", "False", "True"]
+
+
+def test_missing_column_lists_every_column_of_the_file(tmp_path):
+    _jsonl(tmp_path / "a.jsonl", _rows(6))
+    _jsonl(tmp_path / "b.jsonl", [{**{k: v for k, v in r.items() if k != "group"}, "country": "X"} for r in _rows(6)])
+    with pytest.raises(DataError, match=r"b\.jsonl: missing column\(s\) \['group'\]; found \[.*'country'\]"):
+        _dm(tmp_path)
+
+
+# ---------------------------------------------------------------- readable errors from the `grpo` command
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_CLI = [
+    "--config",
+    str(ROOT / "configs/default.yaml"),
+    "--data.init_args.generated.num_pairs",
+    "100",
+    "--data.init_args.max_length",
+    "64",
+    "--data.init_args.max_prompt_length",
+    "56",
+    "--trainer.logger",
+    "false",
+    "--trainer.max_steps",
+    "1",
+    "--trainer.limit_val_batches",
+    "0",
+    "--trainer.enable_progress_bar",
+    "false",
+]
+
+
+def _grpo_error(monkeypatch, capsys, tmp_path, *args: str) -> str:
+    """Runs the ``grpo`` console entry point in-process; returns stderr after the expected exit 2."""
+    from grpo_lightning.cli import entry_point
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GRPO_TRACEBACK", raising=False)
+    monkeypatch.setattr("sys.argv", ["grpo", "fit", *TINY_CLI, *args])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        entry_point()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1] == "(set GRPO_TRACEBACK=1 for the traceback)"
+    return err.splitlines()[-2]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model.weighting.step_size", "nan"], "model.weighting.step_size must be a finite number, got nan"),
+        (["--model.loss.beta=-inf"], "model.loss.beta must be a finite number, got -inf"),
+        (["--model.weighting.step_size", ".inf"], "model.weighting.step_size must be a finite number >= 0, got inf"),
+        (["--model.loss.beta", "-1"], "model.loss.beta must be a finite number > 0, got -1.0"),
+        (["--data.init_args.batch_size", "abc"], "data.batch_size: expected int, got 'abc'"),
+        (["--data.init_args.batch_size", "0"], "data.batch_size and data.eval_batch_size must be >= 1"),
+        (["--data.init_args.path", "/no/such.jsonl"], "data.path: /no/such.jsonl does not exist"),
+        (["--data.init_args.tokenizer", "/no/such/dir"], "data.tokenizer: /no/such/dir does not exist"),
+        (["--no_such_option", "1"], "unrecognized arguments"),
+    ],
+)
+def test_grpo_errors_are_one_line_naming_the_setting(monkeypatch, capsys, tmp_path, args, message):
+    line = _grpo_error(monkeypatch, capsys, tmp_path, *args)
+    assert line.startswith("grpo: error: ") and message in line
+
+
+def test_grpo_data_error_names_file_row_and_field(monkeypatch, capsys, tmp_path):
+    rows = _rows()
+    rows[4]["rejected"] = 7
+    path = _jsonl(tmp_path / "d.jsonl", rows)
+    line = _grpo_error(monkeypatch, capsys, tmp_path, "--data.init_args.path", str(path))
+    assert line == f"grpo: error: {path}, row 5, field 'rejected': expected text, got int 7. " + (
+        "Every prompt/chosen/rejected value must be a string."
+    )
+
+
+def test_unreadable_checkpoint_names_the_file(monkeypatch, capsys, tmp_path):
+    whole = tmp_path / "whole.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, whole)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(whole.read_bytes()[:2000])  # a copy cut short
+    line = _grpo_error(monkeypatch, capsys, tmp_path, "--ckpt_path", str(cut))
+    assert f"checkpoint {cut} cannot be read" in line and "truncated" in line
+    # The same through the trainer's checkpoint IO (a checkpoint the CLI did not read first).
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from grpo_lightning.errors import CheckpointError, NamedCheckpointIO
+
+    with pytest.raises(CheckpointError, match=rf"checkpoint {cut} cannot be read"):
+        NamedCheckpointIO(TorchCheckpointIO()).load_checkpoint(cut)
+
+
+def test_grpo_error_without_traceback_in_a_real_process_and_with_one_on_request(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "grpo_lightning.cli", "fit", *TINY_CLI, "--model.loss.beta", "-1"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("GRPO_TRACEBACK", None)
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "usage:" not in proc.stderr
+    assert "grpo: error: model.loss.beta must be a finite number > 0, got -1.0\n" in proc.stderr
+    proc = subprocess.run(cmd, cwd=tmp_path, env={**env, "GRPO_TRACEBACK": "1"}, capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "model.loss.beta" in proc.stderr

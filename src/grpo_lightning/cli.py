@@ -13,6 +13,15 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from grpo_lightning.callbacks import GroupWeightFigure, HFExport, PredictionCSVWriter, SaveTokenizer
+from grpo_lightning.errors import (
+    CHECKPOINT_READ_ERRORS,
+    TRACEBACK_ENV,
+    USER_ERRORS,
+    NamedCheckpointIO,
+    show_traceback,
+    unreadable_checkpoint,
+    user_message,
+)
 from grpo_lightning.module import GroupRobustPreferenceModule
 
 log = logging.getLogger(__name__)
@@ -63,6 +72,20 @@ class GroupRobustCLI(LightningCLI):
             trainer.gradient_clip_val = None
             trainer.gradient_clip_algorithm = None
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the checkpoint's hyperparameters before anything else is built, with
+        # torch's own error for a truncated file, which does not name it.
+        try:
+            super()._parse_ckpt_path()
+        except CHECKPOINT_READ_ERRORS as err:
+            raise unreadable_checkpoint(self.config[self.config.subcommand].get("ckpt_path"), err) from err
+
+    def instantiate_trainer(self, **kwargs):
+        trainer = super().instantiate_trainer(**kwargs)
+        # A checkpoint torch cannot read is refused naming the file (torch's error does not).
+        trainer.strategy.checkpoint_io = NamedCheckpointIO(trainer.strategy.checkpoint_io)
+        return trainer
+
 
 def _latest_last_checkpoint(logger) -> str:
     """``--ckpt_path last`` with the default per-version checkpoint folders: the newest
@@ -100,7 +123,8 @@ def main(args: list[str] | None = None, run: bool = True, instantiate: bool = Tr
         # accumulate_grad_batches (PreferenceDataModule and its subclasses, the bandit's).
         LightningDataModule,
         subclass_mode_data=True,
-        parser_kwargs={"parser_mode": "omegaconf+"},
+        # Errors are raised, not printed with the whole usage: ``entry_point`` prints one line.
+        parser_kwargs={"parser_mode": "omegaconf+", "exit_on_error": False},
         trainer_defaults={
             "logger": {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -114,8 +138,18 @@ def main(args: list[str] | None = None, run: bool = True, instantiate: bool = Tr
 
 
 def entry_point() -> None:
-    """The ``grpo`` console script (returns nothing, so the exit status is 0 on success)."""
-    main(sys.argv[1:])
+    """The ``grpo`` console script (returns nothing, so the exit status is 0 on success).
+
+    An error in the data, the settings, a path or a checkpoint ends the command with one message
+    naming what to fix and exit status 2; ``GRPO_TRACEBACK=1`` shows its traceback instead.
+    """
+    try:
+        main()  # LightningCLI reads sys.argv itself
+    except USER_ERRORS as err:
+        if show_traceback():
+            raise
+        sys.stderr.write(f"grpo: error: {user_message(err)}\n(set {TRACEBACK_ENV}=1 for the traceback)\n")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

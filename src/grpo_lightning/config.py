@@ -81,6 +81,8 @@ class WeightingConfig:
             raise ValueError(f"model.weighting.alpha_order must be one of {ALPHA_ORDERS}, got {self.alpha_order!r}")
         if self.weights is not None and self.name != "importance":
             raise ValueError("model.weighting.weights is only used by the importance weighting")
+        if self.weights is not None and not all(math.isfinite(w) and w >= 0 for w in self.weights):
+            raise ValueError(f"model.weighting.weights must be finite numbers >= 0, got {self.weights}")
 
     def build(self) -> GroupWeighting:
         return WEIGHTINGS[self.name](

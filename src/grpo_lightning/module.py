@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict
 from typing import Any, NamedTuple
 
@@ -108,8 +109,8 @@ class GroupRobustPreferenceModule(L.LightningModule):
             raise ValueError(f"model.group_counts {group_counts} must give N_g >= 1 for each of {group_names}")
         if accumulate_grad_batches < 1:
             raise ValueError(f"model.accumulate_grad_batches must be >= 1, got {accumulate_grad_batches}")
-        if gradient_clip_val is not None and gradient_clip_val <= 0:
-            raise ValueError(f"model.gradient_clip_val must be > 0, got {gradient_clip_val}")
+        if gradient_clip_val is not None and not (gradient_clip_val > 0 and math.isfinite(gradient_clip_val)):
+            raise ValueError(f"model.gradient_clip_val must be a finite number > 0, got {gradient_clip_val}")
         if on_nonfinite not in ("raise", "skip"):
             raise ValueError(f"model.on_nonfinite must be 'raise' or 'skip', got {on_nonfinite!r}")
         # Plain data only in the hyperparameters, so checkpoints load with weights_only=True.
@@ -141,6 +142,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
         # log α, in the checkpoint so a resumed run continues from the same weights.
         self.register_buffer("log_alpha", self.weighting.initial_log_alpha(counts))
         self.metrics = torch.nn.ModuleDict({s: GroupPreferenceMetrics(self.group_names, s) for s in EVAL_STAGES})
+        self._coverage_warned: set[tuple[str, tuple[str, ...]]] = set()
         # The epoch mean of the training loss, in the checkpoint so a run resumed mid-epoch logs
         # the same train/loss_epoch as an uninterrupted one (Lightning does not save its own).
         self.train_loss_epoch = MeanMetric()
@@ -292,8 +294,25 @@ class GroupRobustPreferenceModule(L.LightningModule):
 
     def _eval_epoch_end(self, stage: str) -> None:
         # The metric states are already reduced over ranks by torchmetrics.
-        self.log_dict(self.metrics[stage].compute(), sync_dist=False)
+        values = self.metrics[stage].compute()
+        self.log_dict(values, sync_dist=False)
         self.metrics[stage].reset()
+        # The worst-group value silently ranges over fewer groups when some have no pairs here:
+        # say which, once per stage and set of absent groups (not for the sanity check's few batches).
+        absent = tuple(g for g in self.group_names if f"{stage}/loss/{g}" not in values)
+        trainer = self._trainer
+        if absent and (stage, absent) not in self._coverage_warned and not (trainer and trainer.sanity_checking):
+            self._coverage_warned.add((stage, absent))
+            if trainer is None or trainer.is_global_zero:
+                log.warning(
+                    "%s/worst_group_loss and the other %s/min_group_* values cover %d of %d groups: no %s pairs of %s",
+                    stage,
+                    stage,
+                    len(self.group_names) - len(absent),
+                    len(self.group_names),
+                    stage,
+                    list(absent),
+                )
 
     def validation_step(self, batch, batch_idx):
         self._eval_step(batch, "val")

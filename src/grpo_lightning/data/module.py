@@ -128,7 +128,7 @@ class PreferenceDataModule(L.LightningDataModule):
         columns: map of ``prompt/chosen/rejected/group`` to the column names in your data.
         groups: the groups to train on, in this order (ids 0..K-1). ``None``: every group in the
             data, sorted by name. A listed group absent from the data is an error; rows of
-            unlisted groups are skipped and counted.
+            unlisted groups are skipped and counted. Labels in the data lose surrounding whitespace.
         tokenizer: a tokenizer hub id or directory; ``None`` trains a byte-level BPE tokeniser on
             the training texts (for the tiny default model) and saves it with the run.
         tokenizer_vocab_size: vocabulary size of that trained tokeniser.
@@ -141,11 +141,16 @@ class PreferenceDataModule(L.LightningDataModule):
         accumulate_grad_batches: micro-batches per optimizer step. Set it on the model
             (``--model.accumulate_grad_batches``); the CLI copies it here so the training loader
             yields one optimizer step's pairs per batch.
-        split_fractions: train/val/test fractions, per group, seeded; not used when the data has
-            a ``split`` column (values ``train``/``val``/``test``), whose splits are used as given.
+        split_fractions: train/val/test fractions, per group, seeded; not used when the rows of
+            :meth:`load_rows` carry a ``split`` column (``train``/``val``/``test``), whose splits are
+            used as given (the generated default does; a ``load_rows`` override may; files are
+            read for the four pair columns only).
         seed: seed of the split.
         num_workers: DataLoader workers.
         predict_split: the split ``predict`` scores.
+        merge_group_case: labels that differ only in case (``north``, ``NORTH``) are always named in
+            a warning; ``False`` keeps them as separate groups, ``True`` merges them into one,
+            spelled as in ``groups`` or else as most of its rows spell it.
     """
 
     def __init__(
@@ -168,6 +173,7 @@ class PreferenceDataModule(L.LightningDataModule):
         seed: int = 0,
         num_workers: int = 0,
         predict_split: str = "test",
+        merge_group_case: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(batch_size, bool) or batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
@@ -204,7 +210,7 @@ class PreferenceDataModule(L.LightningDataModule):
             raise ValueError("give data.path or data.hub_id, not both")
         self.path, self.hub_id, self.hub_split = path, hub_id, hub_split
         self.generated = generated or GeneratedOpinions()
-        self.columns, self.groups = columns, groups
+        self.columns, self.groups, self.merge_group_case = columns, groups, merge_group_case
         self.tokenizer_name, self.tokenizer_vocab_size = tokenizer, tokenizer_vocab_size
         self.tokenizer_gguf_file = tokenizer_gguf_file
         self.max_length, self.max_prompt_length = max_length, max_prompt_length
@@ -242,7 +248,9 @@ class PreferenceDataModule(L.LightningDataModule):
         # A load_rows override may skip source rows itself (GOQA: unusable distributions); they
         # count as rows in, so that rows in = kept + skipped holds for every source.
         self.rows_in = len(raw) + sum(self.source_skipped.values())
-        ds, skipped = clean_rows(raw, self.source_name)
+        ds, skipped = clean_rows(
+            raw, self.source_name, merge_group_case=self.merge_group_case, spellings=self.groups or ()
+        )
         skipped.update(self.source_skipped)
         self.skipped = skipped
         names = self._resolve_groups(sorted(set(ds["group"])))
@@ -291,11 +299,12 @@ class PreferenceDataModule(L.LightningDataModule):
             tokenized[name] = split
         log_skipped(self.source_name, emptied, self.rows_in)
         counts = torch.bincount(torch.tensor(tokenized["train"]["group_id"], dtype=torch.long), minlength=len(names))
+        coverage = self._eval_coverage(names, tokenized)
         kept = sum(len(s) for s in tokenized.values())
         if kept + sum(skipped.values()) != self.rows_in:  # every row is kept or counted, nothing else
             raise AssertionError(f"row accounting: {self.rows_in} in != {kept} kept + {dict(skipped)} skipped")
         log.info(
-            "%s: data prepared: %d rows in, %d kept (train/val/test %s), %d skipped %s; groups %s with N_g %s%s",
+            "%s: data prepared: %d rows in, %d kept (train/val/test %s), %d skipped %s; groups %s with N_g %s%s%s",
             self.source_name,
             self.rows_in,
             kept,
@@ -304,6 +313,11 @@ class PreferenceDataModule(L.LightningDataModule):
             dict(sorted(skipped.items())),
             names,
             counts.tolist(),
+            "".join(
+                f"; {split} pairs cover {len(names) - len(missing)}/{len(names)} groups"
+                + (f" (none of {missing})" if missing else "")
+                for split, missing in coverage.items()
+            ),
             f"; truncated or re-encoded pairs {dict(sorted(notes.items()))}" if notes else "",
         )
         empty = [names[g] for g in range(len(names)) if counts[g] == 0]
@@ -319,6 +333,17 @@ class PreferenceDataModule(L.LightningDataModule):
                 self.source_name,
                 names[0],
             )
+        for split, missing in coverage.items():
+            if missing:
+                log.warning(
+                    "%s: group(s) %s have no %s pairs, so %s and the other per-group %s metrics do not cover "
+                    "them; a group needs 3 or more distinct prompts to get a pair in every split",
+                    self.source_name,
+                    missing,
+                    split,
+                    f"{split}/worst_group_loss",
+                    split,
+                )
         step = self.batch_size * self.accumulate_grad_batches
         small = {names[g]: int(counts[g]) for g in range(len(names)) if counts[g] < step}
         if small:
@@ -330,6 +355,16 @@ class PreferenceDataModule(L.LightningDataModule):
                 small,
             )
         return {"names": names, "counts": counts.tolist(), "tokenizer": tokenizer, "splits": tokenized}
+
+    def _eval_coverage(self, names: list[str], splits: Mapping[str, datasets.Dataset]) -> dict[str, list[str]]:
+        """Per evaluation split with a fraction > 0: the groups without a pair in it (after
+        tokenisation, which may drop a group's only pair there)."""
+        out = {}
+        for i, split in enumerate(SPLITS[1:], 1):
+            if self.split_fractions[i] > 0:
+                present = set(splits[split]["group_id"]) if len(splits[split]) else set()
+                out[split] = [g for k, g in enumerate(names) if k not in present]
+        return out
 
     def _resolve_groups(self, present: list[str]) -> list[str]:
         if not present:

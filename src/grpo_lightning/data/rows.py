@@ -168,62 +168,84 @@ def _read_csv(path: Path) -> tuple[list[dict], list[int]]:
     return rows, lines
 
 
+def _require_columns(source: str, columns: Mapping[str, str], found: Sequence[str]) -> None:
+    """Refuse a source without the columns in use, listing the columns it has."""
+    found = [c for c in found if c not in SOURCE_COLUMNS]
+    named = [src for dst, src in columns.items() if dst in REQUIRED and src != dst and src not in found]
+    if named:
+        raise DataError(f"{source}: column(s) {named} named in data.columns not found; columns are {found}")
+    absent = [dst for dst in REQUIRED if columns.get(dst, dst) not in found]
+    if absent:
+        raise DataError(
+            f"{source}: missing column(s) {absent}; found {found}. "
+            "Map yours with --data.columns '{prompt: my_prompt, chosen: ..., rejected: ..., group: ...}'"
+        )
+
+
 def _rows_to_dataset(path: Path, rows: list[dict], lines: list[int], names: Mapping[str, str]) -> datasets.Dataset:
-    """Check each row's required fields and build a Dataset; other columns are kept when they
-    have one simple type."""
+    """Check each row's fields in use and build a Dataset of them (other fields are not read, so
+    a column nothing uses cannot make files disagree)."""
     file = str(path)
-    present = {k for r in rows for k in r}
     cols: dict[str, list] = {}
     for dst, src in names.items():
-        if src not in present:
-            continue  # the missing column is refused by rename_columns, with the column list
         check = _check_group if dst == "group" else _check_text
         cols[src] = [
             check(r.get(src), file, i, src, line) for i, (r, line) in enumerate(zip(rows, lines, strict=True), 1)
         ]
-    for key in sorted(present - set(cols) - set(SOURCE_COLUMNS)):
-        values = [r.get(key) for r in rows]
-        kinds = {type(v) for v in values if v is not None}
-        if len(kinds) == 1 and kinds <= {str, int, float, bool}:
-            cols[key] = values
-        else:
-            log.info("%s: column %r has mixed or nested values; not kept", file, key)
     cols[SOURCE_COLUMNS[0]] = [path.name] * len(rows)
     cols[SOURCE_COLUMNS[1]] = list(range(1, len(rows) + 1))
     ds = datasets.Dataset.from_dict(cols)
-    text = {src: datasets.Value("string") for src in names.values() if src in cols}
+    text = {src: datasets.Value("string") for src in names.values()}
     if any(ds.features[k] != v for k, v in text.items()):  # an all-null column has no type yet
         ds = ds.cast(datasets.Features({**ds.features, **text}))
     return ds
 
 
+def _load_parquet(path: Path, names: Mapping[str, str]) -> datasets.Dataset:
+    """The columns in use of a parquet file; integer group labels become names and all-null
+    columns text, so that the files of a directory share one schema."""
+    import pyarrow.parquet as pq
+
+    try:
+        found = pq.read_schema(path).names
+    except Exception as err:  # pyarrow raises several types; name the file either way
+        raise DataError(f"{path}: could not read as parquet ({type(err).__name__}: {err})") from err
+    _require_columns(str(path), names, found)
+    try:
+        ds = datasets.Dataset.from_parquet(str(path), columns=list(dict.fromkeys(names.values())))
+    except Exception as err:
+        raise DataError(f"{path}: could not read as parquet ({type(err).__name__}: {err})") from err
+    if len(ds) == 0:
+        raise DataError(f"{path}: no data rows")
+    for dst, src in names.items():
+        dtype = ds.features[src]
+        if isinstance(dtype, datasets.Value) and (dtype.dtype == "null" or (dst == "group" and "int" in dtype.dtype)):
+            ds = ds.cast_column(src, datasets.Value("string"))
+    return ds.add_column(SOURCE_COLUMNS[0], [path.name] * len(ds)).add_column(
+        SOURCE_COLUMNS[1], list(range(1, len(ds) + 1))
+    )
+
+
 def _load_one(path: Path, builder: str, names: Mapping[str, str]) -> datasets.Dataset:
-    if builder == "json":
-        rows, lines = _read_json(path)
-    elif builder == "csv":
-        rows, lines = _read_csv(path)
-    else:
-        try:
-            ds = datasets.Dataset.from_parquet(str(path))
-        except Exception as err:  # pyarrow raises several types; name the file either way
-            raise DataError(f"{path}: could not read as parquet ({type(err).__name__}: {err})") from err
-        if len(ds) == 0:
-            raise DataError(f"{path}: no data rows")
-        return ds.add_column(SOURCE_COLUMNS[0], [path.name] * len(ds)).add_column(
-            SOURCE_COLUMNS[1], list(range(1, len(ds) + 1))
-        )
+    if builder == "parquet":
+        return _load_parquet(path, names)
+    rows, lines = _read_json(path) if builder == "json" else _read_csv(path)
     if not rows:
         raise DataError(f"{path}: no data rows")
+    found = list(dict.fromkeys(k for r in rows for k in r))
+    _require_columns(str(path), names, found)
     return _rows_to_dataset(path, rows, lines, names)
 
 
 def load_files(path: str | Sequence[str], columns: Mapping[str, str] | None = None) -> datasets.Dataset:
     """Local jsonl/json/csv/parquet file(s), or a directory of them, as one Dataset.
 
-    Each row's file name and 1-based data row are kept in :data:`SOURCE_COLUMNS`. ``columns``
-    (the ``data.columns`` mapping) names the fields whose values are checked row by row: text
-    for prompt/chosen/rejected, a string or integer for the group; a wrong type or invalid
-    UTF-8 is a :class:`DataError` naming file, row and field.
+    Only the columns in use are read: prompt, chosen, rejected and group, under the names
+    ``columns`` (the ``data.columns`` mapping) gives them; a file without one of them is refused,
+    naming the file and listing its columns. Each row's file name and 1-based data row are kept in
+    :data:`SOURCE_COLUMNS`. Values are checked row by row: text for prompt/chosen/rejected, a
+    string or integer for the group; a wrong type or invalid UTF-8 is a :class:`DataError` naming
+    file, row and field.
     """
     paths = [path] if isinstance(path, str) else list(path)
     files: list[Path] = []
@@ -269,19 +291,11 @@ def rename_columns(ds: datasets.Dataset, columns: Mapping[str, str] | None, sour
     if unknown:
         raise DataError(f"data.columns: keys must be among {REQUIRED}, got {sorted(unknown)}")
     mapping = {src: dst for dst, src in columns.items() if src != dst}
-    missing = [src for src in mapping if src not in ds.column_names]
-    if missing:
-        raise DataError(f"{source}: column(s) {missing} named in data.columns not found; columns are {ds.column_names}")
+    _require_columns(source, columns, ds.column_names)
     clash = [dst for src, dst in mapping.items() if dst in ds.column_names and dst not in mapping]
     if clash:
         raise DataError(f"{source}: data.columns maps onto {clash}, which the data already has as column(s)")
     ds = ds.rename_columns(mapping) if mapping else ds
-    absent = [c for c in REQUIRED if c not in ds.column_names]
-    if absent:
-        raise DataError(
-            f"{source}: missing column(s) {absent}; found {[c for c in ds.column_names if c not in SOURCE_COLUMNS]}. "
-            "Map yours with --data.columns '{prompt: my_prompt, chosen: ..., rejected: ..., group: ...}'"
-        )
     for col in TEXT_FIELDS:
         dtype = ds.features[col]
         if not (isinstance(dtype, datasets.Value) and dtype.dtype in ("string", "large_string", "null")):
@@ -309,7 +323,50 @@ def log_skipped(source: str, rows: Mapping[str, list[str]], total: int, examples
         log.warning("%s: skipped %d of %d rows as %s (%s)", source, len(refs), total, why, shown)
 
 
-def clean_rows(ds: datasets.Dataset, source: str) -> tuple[datasets.Dataset, Counter]:
+def _group_labels(groups: Sequence[Any], refs: Sequence[str], source: str, merge_case: bool, spellings: Sequence[str]):
+    """Group labels as names: integers as their decimal text, surrounding whitespace stripped (and
+    logged), and labels that differ only in case reported, or merged into one spelling."""
+    labels = [None if g is None else str(g).strip() for g in groups]
+    padded = [
+        i for i, (g, lbl) in enumerate(zip(groups, labels, strict=True)) if lbl and g != lbl and isinstance(g, str)
+    ]
+    if padded:
+        shown = "; ".join(f"{refs[i]}: {groups[i]!r}" for i in padded[:5]) + ("; ..." if len(padded) > 5 else "")
+        log.info("%s: stripped surrounding whitespace from %d group labels (%s)", source, len(padded), shown)
+    counts = Counter(lbl for lbl in labels if lbl)
+    variants: dict[str, list[str]] = defaultdict(list)
+    for lbl in sorted(counts):
+        variants[lbl.casefold()].append(lbl)
+    clashes = [names for names in variants.values() if len(names) > 1]
+    if not clashes:
+        return labels
+    found = {n: counts[n] for names in clashes for n in names}
+    if not merge_case:
+        log.warning(
+            "%s: group labels that differ only in case are kept as separate groups: %s (rows per label %s); "
+            "set data.merge_group_case=true to merge each set into one group",
+            source,
+            clashes,
+            found,
+        )
+        return labels
+    # A spelling listed in data.groups wins, then the most common one (ties: the first in sorted order).
+    canon = {}
+    for names in clashes:
+        pick = next((n for n in spellings if n in names), None) or min(names, key=lambda n: (-counts[n], n))
+        canon.update({n: pick for n in names})
+    log.warning(
+        "%s: merged group labels that differ only in case (data.merge_group_case): %s (rows per label %s)",
+        source,
+        {canon[names[0]]: names for names in clashes},
+        found,
+    )
+    return [canon.get(lbl, lbl) for lbl in labels]
+
+
+def clean_rows(
+    ds: datasets.Dataset, source: str, *, merge_group_case: bool = False, spellings: Sequence[str] = ()
+) -> tuple[datasets.Dataset, Counter]:
     """Drop unusable rows, counting each reason: empty prompt/chosen/rejected, a null group,
     chosen identical to rejected, and exact duplicate pairs (the first copy is kept).
 
@@ -317,20 +374,30 @@ def clean_rows(ds: datasets.Dataset, source: str) -> tuple[datasets.Dataset, Cou
     Whitespace-only text counts as empty; a duplicate is the same prompt, chosen, rejected and group
     (and ``split``, when the data gives its own splits: the same pair may be drawn for training and
     for evaluation).
+    Group labels lose surrounding whitespace (``north `` is ``north``); labels that differ only in
+    case (``north``, ``NORTH``) are named in a warning and kept apart, or with ``merge_group_case``
+    become one group, spelled as in ``spellings`` (``data.groups``) or as most rows spell it.
     """
     prompts, chosen, rejected, groups = (ds[c] for c in REQUIRED)
     splits = ds[SPLIT_COLUMN] if SPLIT_COLUMN in ds.column_names else [None] * len(ds)
     refs = row_refs(ds, source)
+    for i, g in enumerate(groups):
+        if isinstance(g, str):
+            try:
+                g.encode("utf-8")
+            except UnicodeEncodeError:
+                _check_utf8(g, refs[i], None, "group")
+    labels = _group_labels(groups, refs, source, merge_group_case, spellings)
     reasons: list[str] = []
     seen: set[tuple] = set()
-    for i, (p, c, r, g, split) in enumerate(zip(prompts, chosen, rejected, groups, splits, strict=True)):
-        for field, value in zip(REQUIRED, (p, c, r, g), strict=True):
+    for i, (p, c, r, g, split) in enumerate(zip(prompts, chosen, rejected, labels, splits, strict=True)):
+        for field, value in zip(TEXT_FIELDS, (p, c, r), strict=True):
             if isinstance(value, str):
                 try:
                     value.encode("utf-8")
                 except UnicodeEncodeError:
                     _check_utf8(value, refs[i], None, field)
-        if g is None or (isinstance(g, str) and not g.strip()):
+        if not g:
             reasons.append("null_group")
         elif p is None or not p.strip():
             reasons.append("empty_prompt")
@@ -340,7 +407,7 @@ def clean_rows(ds: datasets.Dataset, source: str) -> tuple[datasets.Dataset, Cou
             reasons.append("empty_rejected")
         elif c == r:
             reasons.append("chosen_equals_rejected")
-        elif (key := (p, c, r, str(g), split)) in seen:
+        elif (key := (p, c, r, g, split)) in seen:
             reasons.append("duplicate_pair")
         else:
             seen.add(key)
@@ -353,9 +420,10 @@ def clean_rows(ds: datasets.Dataset, source: str) -> tuple[datasets.Dataset, Cou
             by_reason[why].append(ref)
     log_skipped(source, by_reason, len(ds))
     ds = ds.select(keep) if len(keep) < len(ds) else ds
+    kept = [labels[i] for i in keep]
     group_feature = ds.features["group"]
-    if not (isinstance(group_feature, datasets.Value) and group_feature.dtype == "string"):
-        ds = ds.cast_column("group", datasets.Value("string"))  # integer group labels become names
+    if kept != ds["group"] or not (isinstance(group_feature, datasets.Value) and group_feature.dtype == "string"):
+        ds = ds.remove_columns("group").add_column("group", kept, feature=datasets.Value("string"))
     return ds, skipped
 
 

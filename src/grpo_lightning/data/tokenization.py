@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,6 +43,13 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, gguf_f
     """A pretrained tokeniser; a missing pad token falls back to EOS (the usual causal-LM choice)."""
     from transformers import AutoTokenizer
 
+    # A hub id is "name" or "owner/name"; anything else is a local path, and when it is missing
+    # the hub's complaint about the id's format would hide that.
+    looks_local = name_or_path.startswith(("/", ".", "~")) or name_or_path.count("/") > 1 or "\\" in name_or_path
+    if looks_local and not Path(name_or_path).expanduser().exists():
+        raise FileNotFoundError(
+            f"data.tokenizer: {name_or_path} does not exist (give a tokenizer directory or a hub id such as owner/name)"
+        )
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
@@ -49,7 +57,7 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, gguf_f
         tok = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
     except OSError as err:
         raise OSError(
-            f"could not load data.tokenizer={name_or_path!r}: {err}\n"
+            f"could not load data.tokenizer={name_or_path!r} (not a local directory, so tried as a hub id): {err}\n"
             "Offline (HF_HUB_OFFLINE=1) only local directories and files already in the cache work."
         ) from err
     if tok.eos_token_id is None:

@@ -17,6 +17,7 @@ def eval_tags(stage: str, groups: Sequence[str], *, with_reference: bool = True)
         f"{stage}/worst_group_loss",
         f"{stage}/min_group_reward_acc",
         f"{stage}/min_group_logp_acc",
+        f"{stage}/groups_covered",
     ]
     tags += [f"{stage}/loss/{g}" for g in groups]
     tags += [f"{stage}/reward_acc/{g}" for g in groups]

@@ -3,6 +3,7 @@ adapter disabled, so no second copy of the weights is kept."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -28,6 +29,8 @@ class LoraSettings:
     def __post_init__(self) -> None:
         if self.r < 1:
             raise ValueError(f"model.policy.lora.r must be >= 1, got {self.r}")
+        if not (self.alpha > 0 and math.isfinite(self.alpha)):
+            raise ValueError(f"model.policy.lora.alpha must be a finite number > 0, got {self.alpha}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.policy.lora.dropout must lie in [0, 1), got {self.dropout}")
         if not self.target_modules:

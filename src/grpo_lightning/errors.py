@@ -1,0 +1,117 @@
+"""Errors a person can read.
+
+The ``grpo`` command ends an error in the data, the settings, a path or a checkpoint with one
+message on stderr (``grpo: error: ...``) and exit status 2, without a traceback: the message names
+the file, row, field or setting, and a traceback of library frames only buries it.
+``GRPO_TRACEBACK=1`` re-raises the error with its traceback. Any other exception is a bug and keeps
+its traceback. See ``docs/reliability.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import re
+import zipfile
+from argparse import ArgumentError
+from typing import Any
+
+from lightning.fabric.plugins import CheckpointIO
+
+TRACEBACK_ENV = "GRPO_TRACEBACK"
+#: What the message alone lets a person fix: bad data and settings (``DataError`` and the settings
+#: checks raise ``ValueError``), a path that does not exist or cannot be read (``OSError``), a
+#: command-line value jsonargparse refuses (``ArgumentError``), and a non-finite loss
+#: (``FloatingPointError``, which names the step and the groups).
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ArgumentError, FloatingPointError)
+#: How jsonargparse starts the messages it wraps around the real error (a union of subtypes, a
+#: class_path, a nested key); the real error is their ``__cause__``.
+_WRAPPER_STARTS = ("Does not validate against any of the Union subtypes", "Problem with given class_path", "Parser key")
+_PARSER_KEY = re.compile(r'^Parser key "([^"]+)"')
+_EXPECTED = re.compile(r"^Expected a <class '(\w+)'>(?:\. Got value: (.*))?$", re.DOTALL)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read (truncated, or not a checkpoint): the message names it."""
+
+
+#: What ``torch.load`` raises for a file that is not a whole checkpoint (a truncated zip archive is
+#: a ``RuntimeError`` of its reader; a cut pickle an ``EOFError`` or ``UnpicklingError``).
+CHECKPOINT_READ_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile)
+
+
+def unreadable_checkpoint(path: Any, err: BaseException) -> CheckpointError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return CheckpointError(
+        f"checkpoint {path} cannot be read ({type(err).__name__}: {first}); it may be truncated "
+        "(a full disk or an interrupted copy) or not a Lightning checkpoint"
+    )
+
+
+def show_traceback() -> bool:
+    return os.environ.get(TRACEBACK_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def user_message(err: BaseException) -> str:
+    """The message of ``err`` without jsonargparse's wrapping: for a command-line value, the full
+    setting name and what was wrong with it; for a settings check that failed while jsonargparse
+    built a class, that check's own message."""
+    keys: list[str] = []
+    inner = err
+    while True:
+        text = str(inner).strip()
+        key = _PARSER_KEY.match(text)
+        if key and key.group(1) not in keys[-1:]:
+            keys.append(key.group(1))
+        cause = inner.__cause__
+        if cause is None or not (isinstance(inner, ArgumentError) or text.startswith(_WRAPPER_STARTS)):
+            break
+        inner = cause
+    text = str(inner).strip()
+    if inner is err or not keys:
+        return text
+    setting = ".".join(keys)
+    expected = _EXPECTED.match(text)
+    if expected is None:
+        return f"{setting}: {text}"
+    kind, value = expected.group(1), (expected.group(2) or "").strip()
+    if kind == "float" and _non_finite(value):
+        # The YAML loader leaves nan/inf as text, so the dataclass checks never see them.
+        return f"{setting} must be a finite number, got {value}"
+    return f"{setting}: expected {kind}, got {value!r}" if value else f"{setting}: expected {kind}"
+
+
+def _non_finite(text: str) -> bool:
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+class NamedCheckpointIO(CheckpointIO):
+    """The strategy's checkpoint IO, with a load that names the file it could not read.
+
+    torch reports a truncated checkpoint (a full disk, a copy cut short) as ``PytorchStreamReader
+    failed reading zip archive: failed finding central directory``, without the path; this wrapper
+    re-raises such errors as :class:`CheckpointError` naming the file. Saving and removing are
+    passed through unchanged.
+    """
+
+    def __init__(self, base: CheckpointIO) -> None:
+        self.base = base
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        self.base.save_checkpoint(checkpoint, path, storage_options=storage_options)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        self.base.remove_checkpoint(path)
+
+    def teardown(self) -> None:
+        self.base.teardown()
+
+    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            return self.base.load_checkpoint(path, *args, **kwargs)
+        except CHECKPOINT_READ_ERRORS as err:
+            raise unreadable_checkpoint(path, err) from err
