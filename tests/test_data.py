@@ -11,6 +11,7 @@ import torch
 
 from grpo_lightning.data import DataError, GeneratedOpinions, PreferenceDataModule
 from grpo_lightning.data.generated import DEPARTED_FRAMES, GROUPS
+from grpo_lightning.data.module import SPLITS
 from grpo_lightning.data.rows import stratified_split
 from grpo_lightning.data.tokenization import PairCollator, tokenize_pairs, train_tokenizer
 
@@ -249,3 +250,12 @@ def test_tokenizer_round_trip(tiny_dm_factory, tmp_path):
     assert again(text)["input_ids"] == dm.tokenizer(text)["input_ids"]
     assert again.pad_token_id == dm.tokenizer.pad_token_id and again.eos_token_id == dm.tokenizer.eos_token_id
     assert torch.is_tensor(next(iter(dm.val_dataloader()))["labels"])
+
+
+def test_a_split_column_with_another_value_is_refused_naming_the_row():
+    from grpo_lightning.data.rows import given_split
+
+    parts = given_split(["train", "val", " Test", "train"], "pairs.jsonl", [f"row {i}" for i in range(1, 5)], SPLITS)
+    assert [p.tolist() for p in parts] == [[0, 3], [1], [2]]
+    with pytest.raises(DataError, match=r"pairs.jsonl: column 'split' .*row 2: 'dev'"):
+        given_split(["train", "dev"], "pairs.jsonl", ["row 1", "row 2"], SPLITS)
