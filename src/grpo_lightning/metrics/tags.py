@@ -19,6 +19,7 @@ def eval_tags(stage: str, groups: Sequence[str], *, with_reference: bool = True)
         f"{stage}/min_group_logp_acc",
     ]
     tags += [f"{stage}/loss/{g}" for g in groups]
+    tags += [f"{stage}/pairs/{g}" for g in groups]
     tags += [f"{stage}/reward_acc/{g}" for g in groups]
     tags += [f"{stage}/logp_acc/{g}" for g in groups]
     if with_reference:
