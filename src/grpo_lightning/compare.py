@@ -449,6 +449,7 @@ def main(argv: list[str] | None = None) -> None:
         argv, extra = argv[:i], argv[i + 1 :]
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # one INFO line per event file read
     if not args.runs and not args.config:
         raise SystemExit("grpo-compare: give run dirs, or --config (with --seeds) to launch runs")
     if extra and not args.config:
