@@ -214,28 +214,26 @@ class GroupSummary(Callback):
 
     def __init__(self, write_file: bool = True) -> None:
         self.write_file = write_file
-        self._last_val: dict[str, Any] | None = None
+        self._pending: dict[str, Any] | None = None
 
-    def on_fit_start(self, trainer, pl_module) -> None:
-        self._last_val = None
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        self._pending = None
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
-            return
-        summary = self.collect(trainer, pl_module, "val")
-        if trainer.state.fn == "fit":  # reported once, when training ends
-            self._last_val = summary
-        else:
-            self._report(trainer, summary)
+        if not trainer.sanity_checking:  # during fit, each validation replaces the previous one
+            self._pending = self.collect(trainer, pl_module, "val")
 
     def on_test_end(self, trainer, pl_module) -> None:
-        self._report(trainer, self.collect(trainer, pl_module, "test"))
+        self._pending = self.collect(trainer, pl_module, "test")
 
-    def on_fit_end(self, trainer, pl_module) -> None:
-        if self._last_val is None:
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        # The last hook of a run that finished (not of one that failed): the table comes after
+        # the progress bar and Lightning's own results table, so it is the last thing shown.
+        if self._pending is not None:
+            self._report(trainer, self._pending)
+        elif stage == "fit":
             log.info("no validation ran during fit: no per-group summary")
-            return
-        self._report(trainer, self._last_val)
+        self._pending = None
 
     @staticmethod
     def collect(trainer, pl_module, split: str) -> dict[str, Any]:
