@@ -148,3 +148,19 @@ def test_launch_runs_each_config_and_seed_in_its_own_dir(tmp_path, monkeypatch, 
 
     compare.main(argv)  # finished runs are reused, not run again
     assert len(calls) == 4
+
+
+def test_event_files_without_pair_counts(tmp_path, capsys):
+    """Runs logged before ``<stage>/pairs/<group>`` existed: a group with a logged loss counts."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    for seed, (a, b) in enumerate([(1.0, 3.0), (2.0, 5.0)]):
+        writer = SummaryWriter(str(tmp_path / "old" / f"version_{seed}"))
+        for tag, value in {"val/loss": (a + b) / 2, "val/loss/A": a, "val/loss/B": b, "val/reward_acc/A": 0.5}.items():
+            writer.add_scalar(tag, value, 10)
+        writer.close()
+    compare.main([str(tmp_path / "old"), "--stage", "val"])
+    lines = capsys.readouterr().out.splitlines()
+    row = lambda label: next(line for line in lines if line.startswith(label + " "))  # noqa: E731
+    assert row("loss A").endswith(_pm([1.0, 2.0])) and row("worst-group loss").endswith(_pm([3.0, 5.0]))
+    assert row("reward acc B").endswith(" -")  # has pairs, but no accuracy was logged

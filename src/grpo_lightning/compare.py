@@ -43,7 +43,8 @@ class Run:
     groups: dict[str, dict] = field(default_factory=dict)  # group -> {"pairs", "loss", "reward_acc", "logp_acc"}
 
     def present(self) -> dict[str, dict]:
-        return {g: v for g, v in self.groups.items() if v.get("pairs", 1) and v.get("loss") is not None}
+        # pairs is None for runs logged before <stage>/pairs/<group> existed: a logged loss counts.
+        return {g: v for g, v in self.groups.items() if v.get("pairs") != 0 and v.get("loss") is not None}
 
     @property
     def worst_group_loss(self) -> float | None:
@@ -212,7 +213,8 @@ def table_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
             cells = []
             for rs in methods.values():
                 values = [r.present()[g][metric] for r in rs if g in r.present()]
-                cells.append(fmt_mean_se([v for v in values if v is not None], of=len(rs)))
+                found = [v for v in values if v is not None]
+                cells.append(fmt_mean_se(found, of=len(rs)) if found or not values else "-")  # "-": not logged
             rows.append([f"{title} {g}", *cells])
         if metric == "loss":
             for label, get in (("worst-group loss", lambda r: r.worst_group_loss), ("average loss", lambda r: r.loss)):
