@@ -149,10 +149,9 @@ def test_cached_values_equal_live_losses(tiny_dm_factory, make_module, tmp_path)
     module = make_module(dm, loss={"name": "ipo"}, precompute_ref_logps=True, ref_cache_dir=str(tmp_path))
     batch = next(iter(dm.val_dataloader()))
     live = module._pair_outputs(batch, module._reference(batch)).losses
-    trainer = _fit(module, dm, max_steps=0)
+    _fit(module, dm, max_steps=0)
     assert module.reference_logps is not None and module.policy.reference is None
-    trainer.state.stage = "validate"
-    batch = module.on_after_batch_transfer(dict(batch), 0)
+    batch = module._with_cached_reference(dict(batch), "val")
     assert CHOSEN_KEY in batch
     cached = module._pair_outputs(batch, module._reference(batch)).losses
     torch.testing.assert_close(cached, live, rtol=1e-6, atol=1e-6)

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
 from pathlib import Path
 
+import lightning as L
 from jsonargparse import set_parsing_settings
 from lightning import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from grpo_lightning.callbacks import GroupWeightFigure, HFExport, PredictionCSVWriter, SaveTokenizer
+from grpo_lightning.callbacks import (
+    GroupSummary,
+    GroupWeightFigure,
+    HFExport,
+    PredictionCSVWriter,
+    ProgressBar,
+    SaveTokenizer,
+)
 from grpo_lightning.errors import (
     CHECKPOINT_READ_ERRORS,
     TRACEBACK_ENV,
@@ -49,6 +57,8 @@ class GroupRobustCLI(LightningCLI):
         parser.add_lightning_class_args(SaveTokenizer, "save_tokenizer")
         parser.add_lightning_class_args(HFExport, "export")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(ProgressBar, "progress_bar")
+        parser.add_lightning_class_args(GroupSummary, "summary")
 
     def before_instantiate_classes(self) -> None:
         # The module optimises manually (the α step needs the whole optimizer step first), so the
@@ -86,6 +96,16 @@ class GroupRobustCLI(LightningCLI):
         trainer.strategy.checkpoint_io = NamedCheckpointIO(trainer.strategy.checkpoint_io)
         return trainer
 
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> L.Trainer:
+        # The progress bar is on by default; `trainer.enable_progress_bar: false` or a progress
+        # bar of one's own in trainer.callbacks replaces it (Lightning refuses two, or one when
+        # disabled).
+        own = config.get("callbacks") or []
+        own = own if isinstance(own, list) else [own]
+        if config.get("enable_progress_bar") is False or any(isinstance(c, LightningProgressBar) for c in own):
+            callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        return super()._instantiate_trainer(config, callbacks)
+
 
 def _latest_last_checkpoint(logger) -> str:
     """``--ckpt_path last`` with the default per-version checkpoint folders: the newest
@@ -108,10 +128,23 @@ class _ParseOnlyCLI(GroupRobustCLI):
         pass
 
 
+def _drop_litlogger_tip(record: logging.LogRecord) -> bool:
+    msg = str(record.msg)
+    return not ("Tip:" in msg and "litlogger" in msg)
+
+
 def main(args: list[str] | None = None, run: bool = True, instantiate: bool = True) -> GroupRobustCLI:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # The frozen reference is in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+    # Lightning's own pytree helper still builds torch's deprecated LeafSpec; nothing to act on here.
+    warnings.filterwarnings(
+        "ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated", category=FutureWarning
+    )
+    # An advertisement for a cloud logger, printed on every run (through whichever of the two
+    # rank-zero loggers Lightning imported last).
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_drop_litlogger_tip)
     # omegaconf+ resolves ${...} interpolations after all configs and flags are merged, so an
     # interpolation follows a value given on the command line; paths like ${seed_everything}
     # are read from the top of the config.

@@ -199,6 +199,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         k = len(self.group_names)
+        batch = self._with_cached_reference(batch, "train")
         micro = split_pairs(batch, self.hparams.accumulate_grad_batches)
         counts = self._all_reduce(group_counts(batch["group"], k).to(self.log_alpha))
         references = [self._reference(mb) for mb in micro]
@@ -280,6 +281,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch, stage: str) -> None:
+        batch = self._with_cached_reference(batch, stage)
         out = self._pair_outputs(batch, self._reference(batch))
         ref = out.reference or (None, None)
         self.metrics[stage].update(
@@ -333,6 +335,8 @@ class GroupRobustPreferenceModule(L.LightningModule):
         self._eval_epoch_end("test")
 
     def predict_step(self, batch, batch_idx) -> dict[str, torch.Tensor]:
+        if self.reference_logps is not None:
+            batch = self._with_cached_reference(batch, getattr(self.trainer.datamodule, "predict_split", None))
         out = self._pair_outputs(batch, self._reference(batch))
         return {
             "index": batch["index"],
@@ -349,20 +353,12 @@ class GroupRobustPreferenceModule(L.LightningModule):
             with self.trainer.precision_plugin.forward_context():
                 self.reference_logps = precompute_reference(self, self.trainer, self.hparams.get("ref_cache_dir"))
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        if self.reference_logps is not None and isinstance(batch, dict) and "index" in batch:
-            t = self.trainer
-            split = (
-                "train"
-                if t.training
-                else "val"
-                if (t.validating or t.sanity_checking)
-                else "test"
-                if t.testing
-                else getattr(t.datamodule, "predict_split", None)
-            )
-            if split is not None:
-                self.reference_logps.add_to_batch(split, batch)
+    def _with_cached_reference(self, batch, split: str | None):
+        """Adds the cached reference log-probs of ``split`` to a batch already on the device.
+        Called from the step methods rather than ``on_after_batch_transfer``: that hook on the
+        module makes Lightning warn whenever a data module is passed, i.e. on every run."""
+        if self.reference_logps is not None and split is not None and "index" in batch:
+            self.reference_logps.add_to_batch(split, batch)
         return batch
 
     # ------------------------------------------------------------------ optimisation and checkpoints

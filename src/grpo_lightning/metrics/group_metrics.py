@@ -15,8 +15,8 @@ class GroupPreferenceMetrics(Metric):
 
     ``compute`` returns the tags of :func:`grpo_lightning.metrics.tags.eval_tags`. Worst-group
     and minimum-group values range over the groups present in the evaluated split; a group with
-    no pair there gets no per-group value (rather than a made-up 0). ``<stage>/groups_covered``
-    says how many groups they range over.
+    no pair there gets no per-group value (rather than a made-up 0), only its pair count 0.
+    ``<stage>/groups_covered`` says how many groups they range over.
     """
 
     full_state_update = False
@@ -65,6 +65,9 @@ class GroupPreferenceMetrics(Metric):
             "ref_logp_acc": self.ref_logp_correct / self.count.clamp(min=1),
         }
         out: dict[str, torch.Tensor] = {f"{p}/loss": self.loss.sum() / total, f"{p}/groups_covered": present.sum()}
+        # Every group, 0 included: the summary and grpo-compare tell "no pairs" from a missing log.
+        for g, name in enumerate(self.group_names):
+            out[f"{p}/pairs/{name}"] = self.count[g]
         for metric, values in per.items():
             for g, name in enumerate(self.group_names):
                 if present[g]:

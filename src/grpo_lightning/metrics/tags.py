@@ -20,6 +20,7 @@ def eval_tags(stage: str, groups: Sequence[str], *, with_reference: bool = True)
         f"{stage}/groups_covered",
     ]
     tags += [f"{stage}/loss/{g}" for g in groups]
+    tags += [f"{stage}/pairs/{g}" for g in groups]
     tags += [f"{stage}/reward_acc/{g}" for g in groups]
     tags += [f"{stage}/logp_acc/{g}" for g in groups]
     if with_reference:

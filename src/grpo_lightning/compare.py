@@ -1,0 +1,474 @@
+"""`grpo-compare`: per-group and worst-group results over seeds, per method, as mean ± s.e.
+
+Reads finished runs (``summary_<split>.json`` written by the ``summary`` callback, else the last
+values in the run's TensorBoard event files), or launches ``grpo fit`` for each config × seed
+first, one run after another, each in its own log dir::
+
+    grpo-compare logs/default_ipo logs/default_gripo --figure compare.png
+    grpo-compare --config configs/experiment/default_ipo.yaml --config configs/experiment/default_gripo.yaml \\
+        --seeds 0,1,2,3,4 -- --trainer.max_epochs 4
+
+s.e. is the sample standard deviation (ddof=1) over runs divided by √n.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+STAGES = ("val", "test")
+METRICS = ("loss", "reward_acc", "logp_acc")
+
+
+@dataclass
+class Run:
+    """One run's final per-group metrics on one split."""
+
+    path: Path
+    method: str
+    seed: int | None
+    loss: float | None  # over all pairs of the split
+    groups: dict[str, dict] = field(default_factory=dict)  # group -> {"pairs", "loss", "reward_acc", "logp_acc"}
+
+    def present(self) -> dict[str, dict]:
+        # pairs is None for runs logged before <stage>/pairs/<group> existed: a logged loss counts.
+        return {g: v for g, v in self.groups.items() if v.get("pairs") != 0 and v.get("loss") is not None}
+
+    @property
+    def worst_group_loss(self) -> float | None:
+        losses = [v["loss"] for v in self.present().values()]
+        return max(losses) if losses else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading runs
+# ----------------------------------------------------------------------------------------------
+
+
+def _is_run_dir(path: Path) -> bool:
+    return any(path.glob("summary_*.json")) or any(path.glob("events.out.tfevents.*"))
+
+
+def find_run_dirs(path: Path) -> list[Path]:
+    """``path`` itself if it is a run's log dir, else every run dir below it."""
+    if _is_run_dir(path):
+        return [path]
+    found = {p.parent for pattern in ("summary_*.json", "events.out.tfevents.*") for p in path.rglob(pattern)}
+    return sorted(found)
+
+
+def _seed_from_config(run_dir: Path) -> int | None:
+    config = run_dir / "config.yaml"  # written by LightningCLI next to the logs
+    if not config.is_file():
+        return None
+    try:
+        seed = (yaml.safe_load(config.read_text()) or {}).get("seed_everything")
+    except yaml.YAMLError:
+        return None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
+
+
+def _group_names(run_dir: Path) -> list[str] | None:
+    hparams = run_dir / "hparams.yaml"  # the module's hyperparameters, group names included
+    if not hparams.is_file():
+        return None
+    try:
+        names = (yaml.safe_load(hparams.read_text()) or {}).get("group_names")
+    except yaml.YAMLError:
+        return None
+    return [str(n) for n in names] if isinstance(names, list) else None
+
+
+def _from_summary(path: Path) -> tuple[float | None, dict[str, dict], int | None]:
+    summary = json.loads(path.read_text())
+    groups = {r["group"]: {k: r.get(k) for k in ("pairs", *METRICS)} for r in summary["groups"]}
+    return summary.get("loss"), groups, summary.get("seed")
+
+
+def _events(run_dir: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 1, "histograms": 1})
+    ea.Reload()
+    return ea
+
+
+def _from_events(run_dir: Path, stage: str) -> tuple[float | None, dict[str, dict]] | None:
+    """The last logged value of each ``<stage>/<metric>/<group>`` (runs without a summary file)."""
+    ea = _events(run_dir)
+    tags = set(ea.Tags()["scalars"])
+    if f"{stage}/loss" not in tags:
+        return None
+    last = lambda tag: ea.Scalars(tag)[-1].value if tag in tags else None  # noqa: E731
+    prefix = f"{stage}/loss/"
+    names = _group_names(run_dir) or sorted(t[len(prefix) :] for t in tags if t.startswith(prefix))
+    groups = {}
+    for g in names:
+        pairs = last(f"{stage}/pairs/{g}")  # absent in runs from before it was logged
+        values = {m: last(f"{stage}/{m}/{g}") for m in METRICS}
+        if pairs is None:
+            pairs = None if values["loss"] is not None else 0
+        groups[g] = {"pairs": None if pairs is None else int(pairs), **values}
+    return last(f"{stage}/loss"), groups
+
+
+def read_run(run_dir: Path, stage: str, method: str) -> Run | None:
+    summary = run_dir / f"summary_{stage}.json"
+    if summary.is_file():
+        loss, groups, seed = _from_summary(summary)
+    else:
+        found = _from_events(run_dir, stage) if any(run_dir.glob("events.out.tfevents.*")) else None
+        if found is None:
+            return None
+        (loss, groups), seed = found, None
+    if seed is None:
+        seed = _seed_from_config(run_dir)
+    return Run(run_dir, method, seed, loss, groups)
+
+
+def method_of(run_dir: Path, given: Path, label_by: str, patterns: list[tuple[str, str]]) -> str:
+    """``--method NAME=GLOB`` first (matched against the run dir's path), then ``--label-by``:
+    ``name`` is the logger name (the parent of ``version_N``), ``dir`` the path as given."""
+    for name, pattern in patterns:
+        if fnmatch.fnmatch(run_dir.as_posix(), pattern):
+            return name
+    return run_dir.parent.name if label_by == "name" else str(given)
+
+
+def collect_runs(paths: list[Path], stage: str, label_by: str, patterns: list[tuple[str, str]]) -> list[Run]:
+    runs = []
+    for given in paths:
+        dirs = find_run_dirs(given)
+        if not dirs:
+            log.warning("no runs (summary_*.json or TensorBoard event files) under %s", given)
+        for run_dir in dirs:
+            run = read_run(run_dir, stage, method_of(run_dir, given, label_by, patterns))
+            if run is None:
+                log.info("skipping %s: no %s metrics", run_dir, stage)
+            else:
+                runs.append(run)
+    return runs
+
+
+# ----------------------------------------------------------------------------------------------
+# Statistics and tables
+# ----------------------------------------------------------------------------------------------
+
+
+def mean_se(values: list[float]) -> tuple[float, float | None]:
+    """Mean and standard error (sample std with ddof=1, over √n); ``None`` for one value."""
+    n = len(values)
+    mean = sum(values) / n
+    if n == 1:
+        return mean, None
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var) / math.sqrt(n)
+
+
+def fmt_mean_se(values: list[float], of: int | None = None, digits: int = 4) -> str:
+    """``mean ± s.e.``; ``mean (n=1)`` for one value; ``(n=k)`` appended when only k of a
+    method's ``of`` runs have the value; ``no pairs`` when none has."""
+    if not values:
+        return "no pairs"
+    mean, se = mean_se(values)
+    text = f"{mean:.{digits}f} (n=1)" if se is None else f"{mean:.{digits}f} ± {se:.{digits}f}"
+    if se is not None and of is not None and len(values) != of:
+        text += f" (n={len(values)})"
+    return text
+
+
+def by_method(runs: list[Run]) -> dict[str, list[Run]]:
+    methods: dict[str, list[Run]] = {}
+    for run in runs:
+        methods.setdefault(run.method, []).append(run)
+    return methods
+
+
+def _group_order(runs: list[Run]) -> list[str]:
+    return list(dict.fromkeys(g for run in runs for g in run.groups))
+
+
+def table_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
+    """The comparison as a header and rows of cells (one column per method)."""
+    methods = by_method(runs)
+    header = ["", *methods]
+    rows = [
+        ["runs", *(str(len(rs)) for rs in methods.values())],
+        ["seeds", *(",".join(str(r.seed) for r in rs if r.seed is not None) or "-" for rs in methods.values())],
+    ]
+    for metric, title in (("loss", "loss"), ("reward_acc", "reward acc")):
+        for g in _group_order(runs):
+            cells = []
+            for rs in methods.values():
+                values = [r.present()[g][metric] for r in rs if g in r.present()]
+                found = [v for v in values if v is not None]
+                cells.append(fmt_mean_se(found, of=len(rs)) if found or not values else "-")  # "-": not logged
+            rows.append([f"{title} {g}", *cells])
+        if metric == "loss":
+            for label, get in (("worst-group loss", lambda r: r.worst_group_loss), ("average loss", lambda r: r.loss)):
+                cells = [
+                    fmt_mean_se([v for r in rs if (v := get(r)) is not None], of=len(rs)) for rs in methods.values()
+                ]
+                rows.append([label, *cells])
+    return header, rows
+
+
+def paired_difference(runs: list[Run]) -> str | None:
+    """With exactly two methods sharing seeds: worst-group loss of the second minus the first,
+    paired by seed (mean ± s.e.), and on how many seeds the second is lower."""
+    methods = by_method(runs)
+    if len(methods) != 2:
+        return None
+    (name_a, runs_a), (name_b, runs_b) = methods.items()
+
+    def per_seed(rs: list[Run]) -> dict[int, float]:
+        values: dict[int, list[float]] = {}
+        for r in rs:
+            if r.seed is not None and r.worst_group_loss is not None:
+                values.setdefault(r.seed, []).append(r.worst_group_loss)
+        return {s: sum(v) / len(v) for s, v in values.items()}  # repeated seeds: their mean
+
+    a, b = per_seed(runs_a), per_seed(runs_b)
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    diffs = [b[s] - a[s] for s in seeds]
+    wins = sum(d < 0 for d in diffs)
+    return (
+        f"paired worst-group loss, {name_b} − {name_a} over {len(seeds)} shared seed(s): "
+        f"{fmt_mean_se(diffs)}; {name_b} lower on {wins}/{len(seeds)}"
+    )
+
+
+def format_text(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    line = lambda cells: "  ".join(  # noqa: E731
+        c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
+
+
+def format_markdown(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---", *("---:" for _ in header[1:])]) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report(runs: list[Run], stage: str, markdown: bool = False) -> str:
+    header, rows = table_rows(runs)
+    body = format_markdown(header, rows) if markdown else format_text(header, rows)
+    title = f"{stage} split, mean ± s.e. over runs (s.e. = sample std / √n)"
+    parts = [title, "", body]
+    diff = paired_difference(runs)
+    if diff:
+        parts += ["", diff]
+    return "\n".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Figure
+# ----------------------------------------------------------------------------------------------
+
+
+def _weight_history(run: Run) -> dict[str, list[tuple[int, float]]]:
+    """``train/group_weight/<group>`` over steps, from the run's event files (if any)."""
+    if not any(run.path.glob("events.out.tfevents.*")):
+        return {}
+    ea = _events(run.path)
+    prefix = "train/group_weight/"
+    return {
+        t[len(prefix) :]: [(e.step, e.value) for e in ea.Scalars(t)]
+        for t in ea.Tags()["scalars"]
+        if t.startswith(prefix)
+    }
+
+
+def draw_figure(runs: list[Run], path: Path, stage: str) -> None:
+    """Per-group loss per method (bars, s.e. error bars) and, where the weights moved, each such
+    method's group weights over steps (mean over its runs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = by_method(runs)
+    groups = _group_order(runs)
+    histories = {}
+    for name, rs in methods.items():
+        per_run = [h for r in rs if (h := _weight_history(r))]
+        moved = any(max(v for _, v in s) - min(v for _, v in s) > 1e-6 for h in per_run for s in h.values() if s)
+        if moved:
+            histories[name] = per_run
+    fig, axes = plt.subplots(1, 1 + len(histories), figsize=(6 + 4.5 * len(histories), 4), squeeze=False)
+    ax = axes[0][0]
+    labels = [*groups, "worst group"]
+    width = 0.8 / max(len(methods), 1)
+    for i, (name, rs) in enumerate(methods.items()):
+        means, ses = [], []
+        for g in labels:
+            if g == "worst group":
+                values = [v for r in rs if (v := r.worst_group_loss) is not None]
+            else:
+                values = [r.present()[g]["loss"] for r in rs if g in r.present()]
+            m, se = mean_se(values) if values else (math.nan, None)
+            means.append(m)
+            ses.append(se or 0.0)
+        xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(labels))]
+        ax.bar(xs, means, width, yerr=ses, capsize=3, label=f"{name} (n={len(rs)})", color=f"C{i}")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_ylabel(f"{stage} loss (mean ± s.e.)")
+    ax.set_title(f"{stage} loss per group")
+    ax.legend(fontsize="small")
+    for ax, (name, per_run) in zip(axes[0][1:], histories.items(), strict=True):
+        for k, g in enumerate(groups):
+            series = [h[g] for h in per_run if g in h]
+            if not series:
+                continue
+            n = min(len(s) for s in series)  # runs of one method log the same steps
+            steps = [step for step, _ in series[0][:n]]
+            mean = [sum(s[t][1] for s in series) / len(series) for t in range(n)]
+            ax.plot(steps, mean, label=g, color=f"C{k}")
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("group weight $w_g$")
+        ax.set_title(f"{name}: group weights (mean of {len(per_run)} run(s))")
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    log.info("wrote the figure to %s", path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Launching runs
+# ----------------------------------------------------------------------------------------------
+
+
+def _labels(configs: list[str]) -> list[str]:
+    """A method name per config: its file name, numbered when two configs share one."""
+    stems = [Path(c).stem for c in configs]
+    return [s if stems.count(s) == 1 else f"{s}_{i}" for i, s in enumerate(stems)]
+
+
+def launch(configs: list[str], seeds: list[int], log_dir: Path, stage: str, extra: list[str]) -> list[tuple[Path, str]]:
+    """``grpo fit`` (and ``grpo test`` from its last checkpoint for ``--stage test``) for each
+    config × seed, one after another; each run logs to ``<log_dir>/<config name>/seed_<seed>``.
+    A run whose summary is already there is reused. Returns (run dir, method) pairs."""
+    # The children run the same grpo_lightning as this process (a checkout on PYTHONPATH included).
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    todo = [(config, label, seed) for config, label in zip(configs, _labels(configs), strict=True) for seed in seeds]
+    out = []
+    for i, (config, label, seed) in enumerate(todo, 1):
+        version = f"seed_{seed}" if stage == "val" else f"seed_{seed}_test"
+        run_dir = log_dir / label / version
+        out.append((run_dir, label))
+        if (run_dir / f"summary_{stage}.json").is_file():
+            log.info("[%d/%d] %s seed %d: reusing %s", i, len(todo), label, seed, run_dir)
+            continue
+        if run_dir.exists():
+            raise SystemExit(f"{run_dir} exists without summary_{stage}.json (an interrupted run?): remove it")
+        common = [
+            "--config",
+            config,
+            "--seed_everything",
+            str(seed),
+            "--trainer.logger.init_args.save_dir",
+            str(log_dir),
+            "--trainer.logger.init_args.name",
+            label,
+        ]
+        fit_dir = log_dir / label / f"seed_{seed}"
+        commands = []
+        if not (fit_dir / "checkpoints" / "last.ckpt").is_file() or stage == "val":
+            commands.append(["fit", *common, "--trainer.logger.init_args.version", f"seed_{seed}", *extra])
+        if stage == "test":
+            ckpt = str(fit_dir / "checkpoints" / "last.ckpt")
+            commands.append(
+                ["test", *common, "--trainer.logger.init_args.version", version, "--ckpt_path", ckpt, *extra]
+            )
+        for args in commands:
+            cmd = [sys.executable, "-m", "grpo_lightning.cli", *args]
+            log.info("[%d/%d] %s seed %d: grpo %s", i, len(todo), label, seed, " ".join(args))
+            # The runs' own output goes to stderr, so stdout holds only the comparison.
+            result = subprocess.run(cmd, env=env, stdout=2)
+            if result.returncode != 0:
+                raise SystemExit(f"grpo {args[0]} failed (exit {result.returncode}) for {config} seed {seed}")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------
+
+
+def _method_pattern(text: str) -> tuple[str, str]:
+    name, sep, pattern = text.partition("=")
+    if not sep or not name or not pattern:
+        raise argparse.ArgumentTypeError(f"--method takes NAME=GLOB, got {text!r}")
+    return name, pattern
+
+
+def _seeds(text: str) -> list[int]:
+    return [int(s) for s in text.split(",") if s.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="grpo-compare",
+        description="Per-group and worst-group metrics over seeds, per method (mean ± s.e.), from finished runs "
+        "or from config × seed runs it launches. Arguments after `--` go to every launched `grpo fit`.",
+    )
+    p.add_argument("runs", nargs="*", type=Path, help="run log dirs, or dirs holding them (e.g. logs/default_ipo)")
+    p.add_argument("--stage", default="val", choices=STAGES, help="which split's metrics (default val)")
+    p.add_argument("--label-by", default="name", choices=["name", "dir"], help="method = logger name or given dir")
+    p.add_argument("--method", action="append", default=[], type=_method_pattern, metavar="NAME=GLOB")
+    p.add_argument("--config", action="append", default=[], help="launch `grpo fit` with this config (repeatable)")
+    p.add_argument("--seeds", type=_seeds, default=[0], help="seeds for --config, e.g. 0,1,2,3,4")
+    p.add_argument("--log-dir", type=Path, default=Path("logs/compare"), help="where launched runs log")
+    p.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    p.add_argument("--figure", "--out", dest="figure", type=Path, help="also draw the comparison to this file")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1 :]
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # one INFO line per event file read
+    if not args.runs and not args.config:
+        raise SystemExit("grpo-compare: give run dirs, or --config (with --seeds) to launch runs")
+    if extra and not args.config:
+        raise SystemExit("grpo-compare: arguments after `--` are for launched runs; give --config")
+    runs = collect_runs(args.runs, args.stage, args.label_by, args.method)
+    for run_dir, label in launch(args.config, args.seeds, args.log_dir, args.stage, extra) if args.config else []:
+        run = read_run(run_dir, args.stage, method_of(run_dir, run_dir, "name", args.method) if args.method else label)
+        if run is None:
+            raise SystemExit(f"{run_dir}: no {args.stage} metrics after the run")
+        runs.append(run)
+    if not runs:
+        raise SystemExit(f"grpo-compare: no runs with {args.stage} metrics")
+    # The table is the command's output (stdout); progress goes to the log.
+    sys.stdout.write(report(runs, args.stage, markdown=args.markdown) + "\n")
+    if args.figure:
+        draw_figure(runs, args.figure, args.stage)
+
+
+if __name__ == "__main__":
+    main()
