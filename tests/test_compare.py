@@ -72,8 +72,15 @@ def test_compare_prints_mean_and_se_of_the_summaries(two_runs, capsys, tmp_path)
         losses = [r["loss"] for r in per_run if r["pairs"]]
         accs = [r["reward_acc"] for r in per_run if r["pairs"]]
         if len(losses) == 2:
-            assert row(f"loss {g}").endswith(_pm(losses))
+            assert row(f"loss {g}").removesuffix(" <- worst").endswith(_pm(losses))
             assert row(f"reward acc {g}").endswith(_pm(accs))
+        assert row(f"weight {g}").endswith(_pm([r["weight"] for r in per_run]))
+    mean_loss = {
+        g: sum(next(r for r in s["groups"] if r["group"] == g)["loss"] for s in summaries) / 2
+        for g in [r["group"] for r in summaries[0]["groups"] if r["pairs"]]
+    }
+    marked = [line.split()[1] for line in lines if line.startswith("loss ") and line.endswith("<- worst")]
+    assert marked == [max(mean_loss, key=mean_loss.get)]
     worst = [max(r["loss"] for r in s["groups"] if r["pairs"]) for s in summaries]
     assert row("worst-group loss").endswith(_pm(worst))
     assert row("average loss").endswith(_pm([s["loss"] for s in summaries]))
@@ -115,7 +122,7 @@ def test_paired_difference_wins_n1_and_no_pairs(tmp_path, capsys):
     _summary(tmp_path / "one" / "version_0", None, {"A": 0.25, "B": None, "C": None})
     compare.main([str(tmp_path / "one"), "--method", "single=*one*", "--markdown"])
     out = capsys.readouterr().out
-    assert "| single |" in out and "| loss A | 0.2500 (n=1) |" in out and "| loss B | no pairs |" in out
+    assert "| single |" in out and "| loss A | 0.2500 (n=1) <- worst |" in out and "| loss B | no pairs |" in out
     assert "paired" not in out
 
 

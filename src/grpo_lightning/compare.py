@@ -93,7 +93,7 @@ def _group_names(run_dir: Path) -> list[str] | None:
 
 def _from_summary(path: Path) -> tuple[float | None, dict[str, dict], int | None]:
     summary = json.loads(path.read_text())
-    groups = {r["group"]: {k: r.get(k) for k in ("pairs", *METRICS)} for r in summary["groups"]}
+    groups = {r["group"]: {k: r.get(k) for k in ("pairs", *METRICS, "weight")} for r in summary["groups"]}
     return summary.get("loss"), groups, summary.get("seed")
 
 
@@ -118,6 +118,7 @@ def _from_events(run_dir: Path, stage: str) -> tuple[float | None, dict[str, dic
     for g in names:
         pairs = last(f"{stage}/pairs/{g}")  # absent in runs from before it was logged
         values = {m: last(f"{stage}/{m}/{g}") for m in METRICS}
+        values["weight"] = last(f"train/group_weight/{g}")  # the last training step's w_g
         if pairs is None:
             pairs = None if values["loss"] is not None else 0
         groups[g] = {"pairs": None if pairs is None else int(pairs), **values}
@@ -208,14 +209,27 @@ def table_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
         ["runs", *(str(len(rs)) for rs in methods.values())],
         ["seeds", *(",".join(str(r.seed) for r in rs if r.seed is not None) or "-" for rs in methods.values())],
     ]
-    for metric, title in (("loss", "loss"), ("reward_acc", "reward acc")):
-        for g in _group_order(runs):
-            cells = []
-            for rs in methods.values():
-                values = [r.present()[g][metric] for r in rs if g in r.present()]
-                found = [v for v in values if v is not None]
-                cells.append(fmt_mean_se(found, of=len(rs)) if found or not values else "-")  # "-": not logged
-            rows.append([f"{title} {g}", *cells])
+    groups = _group_order(runs)
+    for metric, title in (("loss", "loss"), ("reward_acc", "reward acc"), ("weight", "weight")):
+        per_method = []
+        for rs in methods.values():
+            cells = {}
+            for g in groups:
+                # None: the group has pairs (or, for weights, exists) but the value was not logged.
+                source = [r.groups if metric == "weight" else r.present() for r in rs]
+                cells[g] = [s[g].get(metric) for s in source if g in s]
+            per_method.append(cells)
+        if metric == "weight" and not any(v is not None for cells in per_method for vs in cells.values() for v in vs):
+            continue  # no weights logged (runs read from event files without training scalars)
+        for g in groups:
+            row = [f"{title} {g}"]
+            for rs, cells in zip(methods.values(), per_method, strict=True):
+                found = [v for v in cells[g] if v is not None]
+                text = fmt_mean_se(found, of=len(rs)) if found or not cells[g] else "-"  # "-": not logged
+                if metric == "loss" and found and g == _worst(cells):
+                    text += " <- worst"  # the group with the highest mean loss of this method
+                row.append(text)
+            rows.append(row)
         if metric == "loss":
             for label, get in (("worst-group loss", lambda r: r.worst_group_loss), ("average loss", lambda r: r.loss)):
                 cells = [
@@ -223,6 +237,12 @@ def table_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
                 ]
                 rows.append([label, *cells])
     return header, rows
+
+
+def _worst(cells: dict[str, list[float]]) -> str | None:
+    found = {g: [x for x in v if x is not None] for g, v in cells.items()}
+    means = {g: sum(v) / len(v) for g, v in found.items() if v}
+    return max(means, key=means.get) if means else None
 
 
 def paired_difference(runs: list[Run]) -> str | None:
