@@ -265,12 +265,15 @@ def test_cli_writes_results(tmp_path):
         reader = csv.DictReader(f)
         assert reader.fieldnames == CSV_COLUMNS
         rows = list(reader)
-    assert len(rows) == 6 * 2
-    assert {r["method"] for r in rows} == {"dpo", "is_dpo", "gr_dpo", "ipo", "is_ipo", "gr_ipo"}
+    paper = {"dpo", "is_dpo", "gr_dpo", "ipo", "is_ipo", "gr_ipo"}
+    beyond = {"gr_dpo_adj", "cvar_dpo", "tilted_dpo", "gr_ipo_adj", "cvar_ipo", "tilted_ipo"}
+    assert len(rows) == 12 * 2
+    assert {r["method"] for r in rows} == paper | beyond
     assert {r["seed"] for r in rows} == {"2021", "2022"}
     for r in rows:
         assert float(r["max_val_group_loss"]) == pytest.approx(max(float(r["val_group_loss_0"]), float(r["val_group_loss_1"])))  # fmt: skip
         assert float(r["weight_0"]) + float(r["weight_1"]) == pytest.approx(1.0)
+        assert float(r["avg_val_group_loss"]) == pytest.approx((float(r["val_group_loss_0"]) + float(r["val_group_loss_1"])) / 2)  # fmt: skip
     with (out / "chi_results.csv").open() as f:
         chi_rows = list(csv.DictReader(f))
     assert [float(r["chi"]) for r in chi_rows] == [0.0, 0.5, 1.0]
