@@ -90,9 +90,10 @@ METHODS: dict[str, tuple[str, str]] = {
 #: Weighting settings of the objectives beyond the paper, fixed in advance (not tuned on any run).
 #: DPO values are in the units of the DPO loss (log 2 ≈ 0.69 at zero margin); the IPO values are the
 #: DPO ones rescaled to IPO's loss at zero margin, (1/(2β))² = 25 for β = 0.1, i.e. × 25/log 2 ≈ 36
-#: (C: 1 → 36) and × log 2/25 ≈ 0.028 (t: 10 → 0.28). C = 1 is at the low end of the grid C ∈ {0, …, 5} of Sagawa et
-#: al. (2020, App. C); it adds 1/√60 ≈ 0.13 to the small group (N_g = 60 of 300) and 0.065 to the
-#: large one. ρ = 0.5 with K = 2 groups is the single worst group of each step (⌈0.5·2⌉ = 1).
+#: (C: 1 → 36) and × log 2/25 ≈ 0.028 (t: 10 → 0.28). C = 1 is at the low end of the grid
+#: C ∈ {0, …, 5} that Sagawa et al. (2020) searched on validation data; on the imbalanced scenarios
+#: (N_g = 60 and 240 of 300) it adds 1/√60 ≈ 0.13 to the small group and 0.065 to the large one.
+#: ρ = 0.5 with K = 2 groups is the single worst group of each step (⌈0.5·2⌉ = 1).
 #: t = 10 weighs a DPO loss gap of 0.1 by e ≈ 2.7.
 METHOD_SETTINGS: dict[str, dict[str, float]] = {
     "gr_dpo_adj": {"adjustment": 1.0},

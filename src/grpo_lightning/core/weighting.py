@@ -111,7 +111,7 @@ def exponentiated_gradient_step(
 
 
 def generalization_adjustment(train_counts: torch.Tensor, adjustment: float | torch.Tensor) -> torch.Tensor:
-    """C/√N_g, the group adjustment of Sagawa et al. (ICLR 2020, §3.3, eq. 5), ``(..., K)`` → ``(..., K)``.
+    """C/√N_g, the group adjustment of Sagawa et al. (ICLR 2020, eq. 5), ``(..., K)`` → ``(..., K)``.
 
     Group DRO then ascends on L̂_g + C/√N_g: a small group's training loss understates its
     generalisation loss by about O(1/√N_g), so without the term a small group that the model
@@ -135,8 +135,8 @@ def cvar_log_weights(group_losses: torch.Tensor, rho: float, present: torch.Tens
     get weight 0 for the step (their loss was not observed) and never count among the worst. The
     worst are the largest (detached) losses; ties go to the lower group id, so the choice is
     deterministic. ρ = 1 is the average over the present groups, ρ ≤ 1/K' the single worst group.
-    This is CVaR at level ρ of the uniform distribution over groups (Rockafellar & Uryasev 2000;
-    as a group objective e.g. Zhai et al., ICML 2021) restricted to whole groups. ⌈ρK'⌉ is taken
+    This is CVaR at level ρ of the uniform distribution over groups (Rockafellar & Uryasev 2000; the
+    CVaR-DRO of Levy et al., NeurIPS 2020, with groups in place of examples) restricted to whole groups. ⌈ρK'⌉ is taken
     after rounding ρK' to 9 decimals, so that ρ = 0.1·3 (0.30000000000000004), K' = 10 selects 3 groups, not 4.
 
     Unselected and absent groups get ``finfo.min`` (a finite log 0; ``exp`` gives exactly 0). If no
