@@ -20,7 +20,7 @@ from grpo_lightning.bandit.env import (
 )
 from grpo_lightning.bandit.policy import LogLinearPolicy
 from grpo_lightning.bandit.report import CSV_COLUMNS
-from grpo_lightning.bandit.sweep import RunSpec, run_family
+from grpo_lightning.bandit.sweep import METHOD_SETTINGS, RunSpec, run_family
 from grpo_lightning.core import group_loss_estimate, group_sums, weighted_objective
 
 D = torch.float64
@@ -184,6 +184,36 @@ def test_one_gr_dpo_step_by_hand():
     torch.testing.assert_close(res.val_group_loss[0], torch.stack([(ell[0] + ell[1]) / 2, ell[2]]))
 
 
+def test_one_step_of_the_objectives_beyond_the_paper_by_hand():
+    """The same first step as above (β = 1, η_α = 1, η_θ = 0.1, L⁰ = ((ℓ₁ + ℓ₂)/2, ℓ₃) at θ⁰, N = (2, 1))
+    for the other objectives, with their fixed settings (:data:`METHOD_SETTINGS`):
+
+    * ``cvar_dpo`` (ρ = 0.5, K = 2: the worst group): L⁰₁ = 1.313 > L⁰₀ = 0.503, so w = (0, 1) and
+      ∇ = ∇ℓ₃ = −σ(1)·(−e₁) = (σ(1), 0, 0, 0).
+    * ``tilted_dpo`` (t = 10): w₀ = 1/(1 + e^{10(L⁰₁ − L⁰₀)}).
+    * ``gr_dpo_adj`` (C = 1): the α step sees L⁰ + (1/√2, 1), so α¹₀ = 1/(1 + e^{L⁰₁ + 1 − L⁰₀ − 1/√2}).
+    ∇ for given w is (−σ(−1) w₀/2 + σ(1) w₁, −w₀/4, 0, 0), as in the GR-DPO step."""
+    specs = [RunSpec("cvar_dpo"), RunSpec("tilted_dpo"), RunSpec("gr_dpo_adj")]
+    res = run_family(
+        _tiny_data(), [0], specs, loss_type="dpo", beta=1.0, lr=0.1, alpha_step=1.0, steps=1, feature_type="same"
+    )
+    assert METHOD_SETTINGS["cvar_dpo"] == {"rho": 0.5} and METHOD_SETTINGS["tilted_dpo"] == {"tilt": 10.0}
+    assert METHOD_SETTINGS["gr_dpo_adj"] == {"adjustment": 1.0}
+
+    def sig(z):
+        return 1.0 / (1.0 + math.exp(-z))
+
+    l1, l2, l3 = math.log1p(math.exp(-1)), math.log(2), math.log1p(math.e)
+    big_l0, big_l1 = (l1 + l2) / 2, l3
+    expected_w0 = [0.0, 1.0 / (1.0 + math.exp(10 * (big_l1 - big_l0))), 1.0 / (1.0 + math.exp(big_l1 + 1 - big_l0 - 2**-0.5))]  # fmt: skip
+    for i, w0 in enumerate(expected_w0):
+        w1 = 1.0 - w0
+        torch.testing.assert_close(res.weights[i], torch.tensor([w0, w1], dtype=D))
+        grad = [-sig(-1) * w0 / 2 + sig(1) * w1, -w0 / 4]
+        torch.testing.assert_close(res.theta[i], torch.tensor([1.0 - 0.1 * grad[0], -0.1 * grad[1], 0.0, 0.0], dtype=D))
+    assert res.weights[1, 0] < 1e-3 and 0.24 < res.weights[2, 0] < 0.26  # ≈ 3.0e-4 and ≈ 0.249 (GR: 0.308)
+
+
 def test_non_robust_methods_keep_their_weights():
     res = run_family(
         _tiny_data(), [0], [RunSpec("dpo"), RunSpec("is_dpo")], loss_type="dpo", beta=1.0, lr=0.1,
@@ -265,12 +295,15 @@ def test_cli_writes_results(tmp_path):
         reader = csv.DictReader(f)
         assert reader.fieldnames == CSV_COLUMNS
         rows = list(reader)
-    assert len(rows) == 6 * 2
-    assert {r["method"] for r in rows} == {"dpo", "is_dpo", "gr_dpo", "ipo", "is_ipo", "gr_ipo"}
+    paper = {"dpo", "is_dpo", "gr_dpo", "ipo", "is_ipo", "gr_ipo"}
+    beyond = {"gr_dpo_adj", "cvar_dpo", "tilted_dpo", "gr_ipo_adj", "cvar_ipo", "tilted_ipo"}
+    assert len(rows) == 12 * 2
+    assert {r["method"] for r in rows} == paper | beyond
     assert {r["seed"] for r in rows} == {"2021", "2022"}
     for r in rows:
         assert float(r["max_val_group_loss"]) == pytest.approx(max(float(r["val_group_loss_0"]), float(r["val_group_loss_1"])))  # fmt: skip
         assert float(r["weight_0"]) + float(r["weight_1"]) == pytest.approx(1.0)
+        assert float(r["avg_val_group_loss"]) == pytest.approx((float(r["val_group_loss_0"]) + float(r["val_group_loss_1"])) / 2)  # fmt: skip
     with (out / "chi_results.csv").open() as f:
         chi_rows = list(csv.DictReader(f))
     assert [float(r["chi"]) for r in chi_rows] == [0.0, 0.5, 1.0]

@@ -7,15 +7,19 @@ import math
 import pytest
 import torch
 
+from grpo_lightning.config import WeightingConfig
 from grpo_lightning.core import (
     WEIGHTINGS,
+    cvar_log_weights,
     exponentiated_gradient_step,
+    generalization_adjustment,
     group_counts,
     group_loss_estimate,
     group_means,
     group_stats,
     group_sums,
     mix_with_uniform,
+    tilted_log_weights,
     weighted_objective,
 )
 
@@ -183,3 +187,182 @@ def test_equal_losses_keep_small_groups_weight_despite_missing_batches():
         est = group_loss_estimate(25.0 * n, n, estimator="mean", train_counts=counts, total=16)
         la = strategy.update(la, est, present=n > 0)
     torch.testing.assert_close(la.exp(), torch.full((5,), 0.2, dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Beyond the paper: the Sagawa et al. (2020) adjustment, CVaR over groups, tilted ERM over groups
+# ---------------------------------------------------------------------------------------------
+
+D = torch.float64
+
+
+def _w(log_w: torch.Tensor) -> torch.Tensor:
+    assert torch.isfinite(log_w).all(), "log-weights must stay finite (log 0 is finfo.min)"
+    return log_w.exp()
+
+
+def test_generalization_adjustment_by_hand():
+    """C/√N_g with C = 2, N = (4, 100): (2/2, 2/10) = (1, 0.2); C = 0 gives zeros."""
+    torch.testing.assert_close(
+        generalization_adjustment(torch.tensor([4, 100]), 2.0), torch.tensor([1.0, 0.2], dtype=D)
+    )
+    torch.testing.assert_close(generalization_adjustment(torch.tensor([4.0, 100.0]), 0.0), torch.zeros(2))
+
+
+def test_robust_with_adjustment_two_groups_by_hand():
+    """α = (½, ½), L̂ = (1, 3), N = (4, 100), C = 2, η = 0.5: the α step sees L̂ + C/√N = (2, 3.2),
+    α' ∝ (e^{1}, e^{1.6}), α'_0 = 1/(1 + e^{0.6}) = 1/(1 + 1.822119) = 0.354344.
+    The small group keeps more weight than without the adjustment, 1/(1 + e) = 0.268941."""
+    counts = torch.tensor([4.0, 100.0])
+    s = WEIGHTINGS["robust"](step_size=0.5, adjustment=2.0)
+    la = s.update(s.initial_log_alpha(counts), torch.tensor([1.0, 3.0], dtype=D), train_counts=counts)
+    a0 = 1.0 / (1.0 + math.exp(0.6))
+    assert a0 == pytest.approx(0.354344, abs=1e-6)
+    torch.testing.assert_close(s.weights(la), torch.tensor([a0, 1 - a0], dtype=D))
+    with pytest.raises(ValueError, match="train_counts"):
+        s.update(s.initial_log_alpha(counts), torch.tensor([1.0, 3.0], dtype=D))
+
+
+def test_robust_with_zero_adjustment_is_the_paper_step():
+    """C = 0 is Algorithm 1 unchanged, bit for bit (with and without the present mask)."""
+    counts = torch.tensor([5.0, 7.0, 9.0])
+    la = torch.log(torch.tensor([0.5, 0.3, 0.2], dtype=D))
+    losses, present = torch.tensor([1.0, 0.0, 3.0], dtype=D), torch.tensor([True, False, True])
+    plain = WEIGHTINGS["robust"](step_size=1.0).update(la, losses, present, train_counts=counts)
+    assert torch.equal(plain, exponentiated_gradient_step(la, losses, 1.0, present))
+
+
+def test_robust_adjustment_three_groups_with_an_absent_group():
+    """α = (0.5, 0.3, 0.2), L̂ = (1, ·, 3), group 1 absent, N = (1, 4, 4), C = 1, η = 1:
+    C/√N = (1, ½, ½), adjusted (2, ·, 3.5); groups 0 and 2 share their mass 0.7 as 0.5e² : 0.2e^{3.5},
+    α'_0 = 0.7 · 0.5e²/(0.5e² + 0.2e^{3.5}) = 0.7 · 3.694528/(3.694528 + 6.623090) = 0.250656;
+    group 1 keeps 0.3 (its loss was not observed)."""
+    s = WEIGHTINGS["robust"](step_size=1.0, adjustment=1.0)
+    la = torch.log(torch.tensor([0.5, 0.3, 0.2], dtype=D))
+    new = s.update(
+        la, torch.tensor([1.0, 0.0, 3.0], dtype=D), torch.tensor([True, False, True]), torch.tensor([1, 4, 4])
+    )
+    a0 = 0.7 * 0.5 * math.exp(2) / (0.5 * math.exp(2) + 0.2 * math.exp(3.5))
+    assert a0 == pytest.approx(0.250656, abs=1e-6)
+    torch.testing.assert_close(new.exp(), torch.tensor([a0, 0.3, 0.7 - a0], dtype=D))
+
+
+def test_cvar_two_and_three_groups_by_hand():
+    """w uniform over the worst ⌈ρK⌉ groups.
+    K = 2, L = (1, 3): ρ = 0.5 → ⌈1⌉ = 1 group → (0, 1); ρ = 0.51 → ⌈1.02⌉ = 2 → (½, ½); ρ = 1 → (½, ½).
+    K = 3, L = (2, 5, 3): ρ = 0.5 → ⌈1.5⌉ = 2 → groups 1, 2 → (0, ½, ½); ρ = 1/3 → 1 → (0, 1, 0);
+    ρ = 1 → (⅓, ⅓, ⅓), the group average."""
+    two = torch.tensor([1.0, 3.0], dtype=D)
+    torch.testing.assert_close(_w(cvar_log_weights(two, 0.5)), torch.tensor([0.0, 1.0], dtype=D))
+    torch.testing.assert_close(_w(cvar_log_weights(two, 0.51)), torch.tensor([0.5, 0.5], dtype=D))
+    torch.testing.assert_close(_w(cvar_log_weights(two, 1.0)), torch.tensor([0.5, 0.5], dtype=D))
+    three = torch.tensor([2.0, 5.0, 3.0], dtype=D)
+    torch.testing.assert_close(_w(cvar_log_weights(three, 0.5)), torch.tensor([0.0, 0.5, 0.5], dtype=D))
+    torch.testing.assert_close(_w(cvar_log_weights(three, 1 / 3)), torch.tensor([0.0, 1.0, 0.0], dtype=D))
+    torch.testing.assert_close(_w(cvar_log_weights(three, 1.0)), torch.full((3,), 1 / 3, dtype=D))
+    # leading (run) dimensions: both rows at once
+    both = cvar_log_weights(torch.stack([three, three.flip(0)]), 0.5)
+    torch.testing.assert_close(_w(both), torch.tensor([[0.0, 0.5, 0.5], [0.5, 0.5, 0.0]], dtype=D))
+
+
+def test_cvar_ties_go_to_the_lower_group_id_and_rho_k_is_rounded():
+    """L = (4, 4, 1), ρ = 1/3: one group, the tie goes to group 0 → (1, 0, 0); L = (1, 4, 4) → group 1.
+    ρ = 0.1·3 (= 0.30000000000000004 in floating point) with K = 10 equal losses: ρK = 3.0000000000000004,
+    but ⌈ρK⌉ = 3 groups (ids 0, 1, 2, by the tie rule), not 4."""
+    torch.testing.assert_close(
+        _w(cvar_log_weights(torch.tensor([4.0, 4.0, 1.0]), 1 / 3)), torch.tensor([1.0, 0.0, 0.0])
+    )
+    torch.testing.assert_close(
+        _w(cvar_log_weights(torch.tensor([1.0, 4.0, 4.0]), 1 / 3)), torch.tensor([0.0, 1.0, 0.0])
+    )
+    rho = 0.1 * 3
+    assert rho * 10 > 3
+    w = _w(cvar_log_weights(torch.ones(10, dtype=D), rho))
+    torch.testing.assert_close(w, torch.tensor([1 / 3] * 3 + [0.0] * 7, dtype=D))
+
+
+def test_cvar_absent_groups_get_zero_and_do_not_count():
+    """L = (2, 9, 3) with group 1 absent (its 9 is a placeholder): K' = 2 present groups.
+    ρ = 0.5 → ⌈1⌉ = 1 → the worst present group, 2 → (0, 0, 1); ρ = 1 → average over the present
+    groups → (½, 0, ½). No group present → all weights 0 (finite logs)."""
+    losses, present = torch.tensor([2.0, 9.0, 3.0], dtype=D), torch.tensor([True, False, True])
+    torch.testing.assert_close(_w(cvar_log_weights(losses, 0.5, present)), torch.tensor([0.0, 0.0, 1.0], dtype=D))
+    torch.testing.assert_close(_w(cvar_log_weights(losses, 1.0, present)), torch.tensor([0.5, 0.0, 0.5], dtype=D))
+    torch.testing.assert_close(
+        _w(cvar_log_weights(losses, 1.0, torch.zeros(3, dtype=torch.bool))), torch.zeros(3, dtype=D)
+    )
+    s = WEIGHTINGS["cvar"](rho=1.0)
+    la = s.update(s.initial_log_alpha(torch.tensor([3, 3, 3])), losses, present)
+    torch.testing.assert_close(s.weights(la), torch.tensor([0.5, 0.0, 0.5], dtype=D))
+
+
+def test_cvar_huge_losses_stay_finite():
+    """IPO-scale and absurd losses: (1e300, 5000, 0), ρ = 1/3 → (1, 0, 0) with finite logs; float32 too."""
+    torch.testing.assert_close(_w(cvar_log_weights(torch.tensor([1e300, 5000.0, 0.0], dtype=D), 1 / 3)), torch.tensor([1.0, 0.0, 0.0], dtype=D))  # fmt: skip
+    torch.testing.assert_close(_w(cvar_log_weights(torch.tensor([3e38, 1e38]), 0.5)), torch.tensor([1.0, 0.0]))
+
+
+def test_tilted_two_and_three_groups_by_hand():
+    """w_g ∝ exp(t L̂_g). K = 2, L = (1, 3), t = 0.5: ∝ (e^{0.5}, e^{1.5}) → (1, e)/(1 + e) = (0.268941, 0.731059).
+    t = 0: (½, ½), the group average. K = 3, L = (0, log 2, log 3): t = 1 → (1, 2, 3)/6;
+    t = 2 → (1, 4, 9)/14."""
+    e = math.e
+    torch.testing.assert_close(_w(tilted_log_weights(torch.tensor([1.0, 3.0], dtype=D), 0.5)), torch.tensor([1 / (1 + e), e / (1 + e)], dtype=D))  # fmt: skip
+    torch.testing.assert_close(_w(tilted_log_weights(torch.tensor([1.0, 3.0], dtype=D), 0.0)), torch.tensor([0.5, 0.5], dtype=D))  # fmt: skip
+    three = torch.tensor([0.0, math.log(2), math.log(3)], dtype=D)
+    torch.testing.assert_close(_w(tilted_log_weights(three, 1.0)), torch.tensor([1, 2, 3], dtype=D) / 6)
+    torch.testing.assert_close(_w(tilted_log_weights(three, 2.0)), torch.tensor([1, 4, 9], dtype=D) / 14)
+    s = WEIGHTINGS["tilted"](tilt=2.0)
+    la = s.update(s.initial_log_alpha(torch.tensor([1, 1, 1])), three)
+    torch.testing.assert_close(s.weights(la), torch.tensor([1, 4, 9], dtype=D) / 14)
+
+
+def test_tilted_absent_groups_and_huge_losses():
+    """L = (0, 7, log 3) with group 1 absent, t = 1: ∝ (1, ·, 3) → (¼, 0, ¾).
+    L = (5000, 0), t = 10: (1, 0) with finite logs. L = (1e300, 0, 1e300), t = 1: (½, 0, ½).
+    t = 0 with L = (1e308, −1e308): (½, ½), no 0·∞. Large t approaches the worst group."""
+    present = torch.tensor([True, False, True])
+    torch.testing.assert_close(_w(tilted_log_weights(torch.tensor([0.0, 7.0, math.log(3)], dtype=D), 1.0, present)), torch.tensor([0.25, 0.0, 0.75], dtype=D))  # fmt: skip
+    torch.testing.assert_close(_w(tilted_log_weights(torch.tensor([5000.0, 0.0], dtype=D), 10.0)), torch.tensor([1.0, 0.0], dtype=D))  # fmt: skip
+    torch.testing.assert_close(_w(tilted_log_weights(torch.tensor([1e300, 0.0, 1e300], dtype=D), 1.0)), torch.tensor([0.5, 0.0, 0.5], dtype=D))  # fmt: skip
+    torch.testing.assert_close(_w(tilted_log_weights(torch.tensor([1e308, -1e308], dtype=D), 0.0)), torch.tensor([0.5, 0.5], dtype=D))  # fmt: skip
+    torch.testing.assert_close(_w(tilted_log_weights(torch.tensor([1.0, 1.001], dtype=D), 1e6)), torch.tensor([0.0, 1.0], dtype=D))  # fmt: skip
+    torch.testing.assert_close(_w(tilted_log_weights(torch.tensor([3e38, 0.0]), 1e3)), torch.tensor([1.0, 0.0]))
+
+
+def test_step_loss_weightings_ignore_the_previous_alpha():
+    """cvar and tilted have no memory: the same losses give the same weights whatever log α was."""
+    for s in (WEIGHTINGS["cvar"](rho=0.5), WEIGHTINGS["tilted"](tilt=1.0)):
+        losses = torch.tensor([1.0, 2.0, 0.5], dtype=D)
+        a = s.update(torch.log(torch.tensor([0.8, 0.1, 0.1], dtype=D)), losses)
+        b = s.update(torch.log(torch.tensor([0.1, 0.1, 0.8], dtype=D)), losses)
+        assert torch.equal(a, b) and s.adaptive
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"name": "robust", "adjustment": -1.0}, "adjustment"),
+        ({"name": "robust", "adjustment": float("nan")}, "adjustment"),
+        ({"name": "robust", "adjustment": float("inf")}, "adjustment"),
+        ({"name": "cvar", "adjustment": 1.0}, "adjustment is only used by the robust"),
+        ({"name": "cvar", "rho": 0.0}, "rho"),
+        ({"name": "cvar", "rho": 1.5}, "rho"),
+        ({"name": "cvar", "rho": float("nan")}, "rho"),
+        ({"name": "robust", "rho": 0.5}, "rho is only used by the cvar"),
+        ({"name": "tilted", "tilt": -0.1}, "tilt"),
+        ({"name": "tilted", "tilt": float("inf")}, "tilt"),
+        ({"name": "tilted", "tilt": float("nan")}, "tilt"),
+        ({"name": "cvar", "tilt": 1.0}, "tilt is only used by the tilted"),
+    ],
+)
+def test_bad_new_weighting_settings(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        WeightingConfig(**kwargs)
+
+
+def test_weighting_config_builds_the_new_settings():
+    assert WeightingConfig(name="robust", adjustment=2.0).build().adjustment == 2.0
+    assert WeightingConfig(name="cvar", rho=0.25).build().rho == 0.25
+    assert WeightingConfig(name="tilted", tilt=3.0).build().tilt == 3.0
+    assert WeightingConfig(name="cvar").build().rho == 0.5  # the class default

@@ -25,18 +25,33 @@ def test_accumulation_1x8_equals_8x1(tiny_dm_factory, make_module, alpha_order, 
     or eight of 1, give the same α and the same parameters (SGD, so a wrongly scaled gradient
     would show). Two steps, because at the first the policy equals the reference, every pair has
     the same loss and the mean-estimate α step has nothing to tell the groups apart."""
+    weighting = {"name": "robust", "step_size": 0.5, "chi": 0.8, "alpha_order": alpha_order, "estimator": estimator}
+    _check_accumulation_invariance(tiny_dm_factory, make_module, weighting)
+
+
+@pytest.mark.parametrize(
+    "weighting",
+    [
+        {"name": "robust", "step_size": 0.5, "adjustment": 2.0},
+        {"name": "cvar", "rho": 0.5},
+        {"name": "tilted", "tilt": 0.5},
+        {"name": "tilted", "tilt": 0.5, "alpha_order": "lagged", "estimator": "scaled_sum"},
+    ],
+    ids=["robust_adjusted", "cvar", "tilted", "tilted_lagged"],
+)
+def test_accumulation_1x8_equals_8x1_beyond_the_paper(tiny_dm_factory, make_module, weighting):
+    """The same invariance for the weightings beyond the paper: their weights come from the whole
+    step's group losses (the no-grad pre-pass), not from a micro-batch's."""
+    _check_accumulation_invariance(tiny_dm_factory, make_module, weighting)
+
+
+def _check_accumulation_invariance(tiny_dm_factory, make_module, weighting):
     results = []
     for batch_size, accumulate in ((8, 1), (1, 8)):
         dm = tiny_dm_factory(batch_size=batch_size, accumulate_grad_batches=accumulate)
         module = make_module(
             dm,
-            weighting={
-                "name": "robust",
-                "step_size": 0.5,
-                "chi": 0.8,
-                "alpha_order": alpha_order,
-                "estimator": estimator,
-            },
+            weighting=weighting,
             accumulate_grad_batches=accumulate,
             optimizer=functools.partial(torch.optim.SGD, lr=0.05),
             lr_scheduler=None,
@@ -94,13 +109,23 @@ def test_uniform_weighting_is_the_pooled_mean(tiny_dm_factory, make_module):
     torch.testing.assert_close(value.float(), out.losses.mean(), rtol=1e-6, atol=1e-6)
 
 
-def test_resumed_run_equals_uninterrupted(tiny_dm_factory, make_module, tmp_path):
+@pytest.mark.parametrize(
+    "weighting",
+    [
+        {"name": "robust", "step_size": 0.1},
+        {"name": "robust", "step_size": 0.1, "adjustment": 5.0},
+        {"name": "tilted", "tilt": 0.5, "alpha_order": "lagged"},
+    ],
+    ids=["robust", "robust_adjusted", "tilted_lagged"],
+)
+def test_resumed_run_equals_uninterrupted(tiny_dm_factory, make_module, tmp_path, weighting):
     """Two epochs straight vs one epoch, checkpoint, and a new process-like resume for the second:
-    same α (bitwise) and same parameters."""
+    same α (bitwise) and same parameters. ``tilted`` with the lagged order keeps state too: the θ
+    step after the resume uses the weights of the last step before it, saved as ``log_alpha``."""
 
     def build():
         dm = tiny_dm_factory(batch_size=16)
-        return dm, make_module(dm, weighting={"name": "robust", "step_size": 0.1})
+        return dm, make_module(dm, weighting=weighting)
 
     dm, straight = build()
     _fit(straight, dm, max_epochs=2)

@@ -46,7 +46,8 @@ class WeightingConfig:
 
     Attributes:
         name: ``uniform`` (pooled mean: plain DPO/IPO), ``importance`` (fixed weights; per-pair
-            ∝ 1/N_g by default) or ``robust`` (group-robust: exponentiated-gradient steps on α).
+            ∝ 1/N_g by default), ``robust`` (group-robust: exponentiated-gradient steps on α),
+            ``cvar`` (uniform over the step's worst ⌈ρK⌉ groups) or ``tilted`` (w_g ∝ exp(t L̂_g)).
         step_size: η_α ≥ 0 of the exponentiated-gradient step (``robust`` only).
         chi: χ ∈ [0, 1]; weights are (1 − χ)/K + χ α (``robust`` only; 1 = worst case).
         estimator: the per-group loss estimate: ``mean`` (the step's group mean) or
@@ -57,6 +58,10 @@ class WeightingConfig:
             updated after it (the usual online-learning order; no extra compute).
         weights: user-given group weights for ``importance`` (normalised to sum 1), in the order
             of the groups.
+        adjustment: C ≥ 0, the generalisation adjustment of ``robust``: the α step uses
+            L̂_g + C/√N_g (Sagawa et al., ICLR 2020, eq. 5), in the units of the loss; 0 = off.
+        rho: ρ ∈ (0, 1] of ``cvar`` (default 0.5): the share of groups averaged, worst first.
+        tilt: t ≥ 0 of ``tilted`` (default 1.0), in 1 / loss units: 0 = group average, large = worst group.
     """
 
     name: str = "uniform"
@@ -65,6 +70,9 @@ class WeightingConfig:
     estimator: str = "mean"
     alpha_order: str = "paper"
     weights: list[float] | None = field(default=None)
+    adjustment: float = 0.0
+    rho: float | None = None
+    tilt: float | None = None
 
     def __post_init__(self) -> None:
         if self.name not in WEIGHTINGS:
@@ -83,10 +91,30 @@ class WeightingConfig:
             raise ValueError("model.weighting.weights is only used by the importance weighting")
         if self.weights is not None and not all(math.isfinite(w) and w >= 0 for w in self.weights):
             raise ValueError(f"model.weighting.weights must be finite numbers >= 0, got {self.weights}")
+        if not (self.adjustment >= 0 and math.isfinite(self.adjustment)):
+            raise ValueError(f"model.weighting.adjustment must be a finite number >= 0, got {self.adjustment}")
+        if self.adjustment and self.name != "robust":
+            raise ValueError("model.weighting.adjustment is only used by the robust weighting")
+        if self.rho is not None:
+            if not 0.0 < self.rho <= 1.0:  # also rejects NaN
+                raise ValueError(f"model.weighting.rho must lie in (0, 1], got {self.rho}")
+            if self.name != "cvar":
+                raise ValueError("model.weighting.rho is only used by the cvar weighting")
+        if self.tilt is not None:
+            if not (self.tilt >= 0 and math.isfinite(self.tilt)):
+                raise ValueError(f"model.weighting.tilt must be a finite number >= 0, got {self.tilt}")
+            if self.name != "tilted":
+                raise ValueError("model.weighting.tilt is only used by the tilted weighting")
 
     def build(self) -> GroupWeighting:
+        extra = {k: v for k, v in (("rho", self.rho), ("tilt", self.tilt)) if v is not None}
         return WEIGHTINGS[self.name](
-            step_size=self.step_size, chi=self.chi, estimator=self.estimator, weights=self.weights
+            step_size=self.step_size,
+            chi=self.chi,
+            estimator=self.estimator,
+            weights=self.weights,
+            adjustment=self.adjustment,
+            **extra,
         )
 
 

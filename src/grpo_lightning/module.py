@@ -58,7 +58,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
     Args:
         policy: the policy spec (default: the tiny causal LM built from a config).
         loss: the preference loss and β.
-        weighting: how group losses are weighted (uniform / importance / robust).
+        weighting: how group losses are weighted (uniform / importance / robust / cvar / tilted).
         group_names: the groups, in id order (linked from the data).
         group_counts: N_g, training pairs per group (linked from the data).
         tokenizer: the data's tokenizer (linked from the data; saved with checkpoints).
@@ -174,7 +174,8 @@ class GroupRobustPreferenceModule(L.LightningModule):
         return self.trainer.strategy.reduce(t, reduce_op="sum") if self.trainer.world_size > 1 else t
 
     def _update_alpha(self, loss_sums: torch.Tensor, counts: torch.Tensor, batch_idx: int) -> bool:
-        """One exponentiated-gradient step from the whole step's (all-reduced) group losses.
+        """One weighting update (the robust exponentiated-gradient step, or the cvar/tilted weights)
+        from the whole step's (all-reduced) group losses.
         Returns False (α untouched) when the losses are not finite and ``on_nonfinite: skip``."""
         sums = self._all_reduce(loss_sums.detach().to(torch.float64))
         estimate = group_loss_estimate(
@@ -184,7 +185,9 @@ class GroupRobustPreferenceModule(L.LightningModule):
         if not finite.all():  # names are built only on failure, not every step
             bad = [self.group_names[g] for g in torch.nonzero(~finite).flatten().tolist()]
             return self._nonfinite(f"non-finite group loss of {bad}", batch_idx, None)
-        self.log_alpha = self.weighting.update(self.log_alpha, estimate, present=counts > 0)
+        self.log_alpha = self.weighting.update(
+            self.log_alpha, estimate, present=counts > 0, train_counts=self.group_counts
+        )
         return True
 
     def _nonfinite(self, what: str, batch_idx: int, micro: int | None) -> bool:

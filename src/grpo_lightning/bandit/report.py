@@ -21,6 +21,7 @@ CSV_COLUMNS = [
     "seed",
     "max_val_group_loss",
     "max_reward_err",
+    "avg_val_group_loss",
     "val_group_loss_0",
     "val_group_loss_1",
     "reward_err_0",
@@ -43,6 +44,7 @@ def result_rows(scenario: str, result: FamilyResult) -> list[dict]:
                     "seed": seed,
                     "max_val_group_loss": vl.max().item(),
                     "max_reward_err": re.max().item(),
+                    "avg_val_group_loss": vl.mean().item(),
                     "val_group_loss_0": vl[0].item(),
                     "val_group_loss_1": vl[1].item(),
                     "reward_err_0": re[0].item(),
@@ -70,11 +72,16 @@ def summarise(rows: list[dict], key: str) -> dict[tuple[str, str], tuple[float, 
 
 
 def format_table(rows: list[dict]) -> str:
+    """Worst-group validation loss, worst-group reward error and average (over groups) validation
+    loss, mean ± s.e. over seeds, one line per (scenario, method)."""
     loss, err = summarise(rows, "max_val_group_loss"), summarise(rows, "max_reward_err")
-    lines = [f"{'scenario':<18} {'method':<7} {'max val group loss':>24} {'max reward err':>22}"]
+    avg = summarise(rows, "avg_val_group_loss")
+    lines = [f"{'scenario':<18} {'method':<11} {'max val group loss':>24} {'max reward err':>22} {'avg val loss':>22}"]
     for key in loss:
-        (lm, ls), (em, es) = loss[key], err[key]
-        lines.append(f"{key[0]:<18} {key[1]:<7} {lm:>14.4f} ± {ls:<7.4f} {em:>12.4f} ± {es:<7.4f}")
+        (lm, ls), (em, es), (am, as_) = loss[key], err[key], avg[key]
+        lines.append(
+            f"{key[0]:<18} {key[1]:<11} {lm:>14.4f} ± {ls:<7.4f} {em:>12.4f} ± {es:<7.4f} {am:>12.4f} ± {as_:<7.4f}"
+        )
     return "\n".join(lines)
 
 

@@ -15,6 +15,13 @@ closed-form minimiser of the weighted least-squares objective Σ_i p_i (θᵀΔ�
 Δφ_i = φ(x_i, y_w) − φ(x_i, y_l) and per-pair weight p_i = ∂(Σ_g w_g L̂_g)/∂ℓ_i: w_g / N_g with
 the ``objective`` weighting (the group-mean estimator), w_g with ``paper`` (the ``sum``
 estimator, as in the paper's code), i.e. θ = (ΔΦᵀPΔΦ)⁻¹ ΔΦᵀP1 / (2β).
+
+Beyond the paper, each family also has three other group-robust objectives, run on the same data,
+steps and code path, with the α update replaced by the registered weighting's ``update``:
+``gr_*_adj`` (GR with the generalisation adjustment L̂_g + C/√N_g of Sagawa et al. 2020 in the
+α step), ``cvar_*`` (uniform over the worst ⌈ρK⌉ groups of the step) and ``tilted_*``
+(w_g ∝ exp(t L̂_g), Li et al. 2021). Their settings, :data:`METHOD_SETTINGS`, were fixed before any
+run and not tuned.
 """
 
 from __future__ import annotations
@@ -29,12 +36,11 @@ from grpo_lightning.bandit.env import DTYPE, NUM_GROUPS, DataConfig, make_data, 
 from grpo_lightning.bandit.policy import LogLinearPolicy
 from grpo_lightning.core import (
     WEIGHTINGS,
-    exponentiated_gradient_step,
+    GroupWeighting,
     group_counts,
     group_loss_estimate,
     group_means,
     group_sums,
-    mix_with_uniform,
     preference_loss,
     weighted_objective,
 )
@@ -70,9 +76,32 @@ METHODS: dict[str, tuple[str, str]] = {
     "dpo": ("dpo", "uniform"),
     "is_dpo": ("dpo", "importance"),
     "gr_dpo": ("dpo", "robust"),
+    "gr_dpo_adj": ("dpo", "robust"),
+    "cvar_dpo": ("dpo", "cvar"),
+    "tilted_dpo": ("dpo", "tilted"),
     "ipo": ("ipo", "uniform"),
     "is_ipo": ("ipo", "importance"),
     "gr_ipo": ("ipo", "robust"),
+    "gr_ipo_adj": ("ipo", "robust"),
+    "cvar_ipo": ("ipo", "cvar"),
+    "tilted_ipo": ("ipo", "tilted"),
+}
+
+#: Weighting settings of the objectives beyond the paper, fixed in advance (not tuned on any run).
+#: DPO values are in the units of the DPO loss (log 2 ≈ 0.69 at zero margin); the IPO values are the
+#: DPO ones rescaled to IPO's loss at zero margin, (1/(2β))² = 25 for β = 0.1, i.e. × 25/log 2 ≈ 36
+#: (C: 1 → 36) and × log 2/25 ≈ 0.028 (t: 10 → 0.28). C = 1 is at the low end of the grid
+#: C ∈ {0, …, 5} that Sagawa et al. (2020) searched on validation data; on the imbalanced scenarios
+#: (N_g = 60 and 240 of 300) it adds 1/√60 ≈ 0.13 to the small group and 0.065 to the large one.
+#: ρ = 0.5 with K = 2 groups is the single worst group of each step (⌈0.5·2⌉ = 1).
+#: t = 10 weighs a DPO loss gap of 0.1 by e ≈ 2.7.
+METHOD_SETTINGS: dict[str, dict[str, float]] = {
+    "gr_dpo_adj": {"adjustment": 1.0},
+    "cvar_dpo": {"rho": 0.5},
+    "tilted_dpo": {"tilt": 10.0},
+    "gr_ipo_adj": {"adjustment": 36.0},
+    "cvar_ipo": {"rho": 0.5},
+    "tilted_ipo": {"tilt": 0.28},
 }
 
 #: θ-objective estimator of the robust closed-form IPO runs for each ``--ipo-weighting``.
@@ -146,34 +175,52 @@ class _Pairs:
         return group_means(self.group_loss_sums(policy, loss_type, beta), self.counts)
 
 
+def build_weighting(spec: RunSpec, *, alpha_step: float, estimator: str) -> GroupWeighting:
+    """The core weighting of a run: the method's strategy with :data:`METHOD_SETTINGS`; adaptive ones
+    get η_α, χ and the family's θ-objective estimator."""
+    _, strategy = METHODS[spec.method]
+    kwargs: dict = dict(METHOD_SETTINGS.get(spec.method, {}))
+    if WEIGHTINGS[strategy].adaptive:
+        kwargs.update(step_size=alpha_step, chi=spec.chi, estimator=estimator)
+    return WEIGHTINGS[strategy](**kwargs)
+
+
 def _run_setup(
     specs: list[RunSpec], num_seeds: int, train_counts: torch.Tensor, *, alpha_step: float, robust_estimator
-):
-    """Per-run initial log α, η_α, χ and θ-objective estimator, from the core's weightings."""
-    log_alpha, steps, chis, estimators = [], [], [], []
-    for spec in specs:
-        _, strategy = METHODS[spec.method]
-        kwargs = {"step_size": alpha_step, "chi": spec.chi} if strategy == "robust" else {}
-        if strategy == "robust":
-            kwargs["estimator"] = robust_estimator
-        weighting = WEIGHTINGS[strategy](**kwargs)
+) -> tuple[torch.Tensor, list[tuple[GroupWeighting, slice]], list[str]]:
+    """Per-run initial log α and θ-objective estimator, and each spec's weighting with its block of
+    runs (runs are spec-major, so a spec's ``num_seeds`` runs are contiguous)."""
+    log_alpha, blocks, estimators = [], [], []
+    for i, spec in enumerate(specs):
+        weighting = build_weighting(spec, alpha_step=alpha_step, estimator=robust_estimator)
+        blocks.append((weighting, slice(i * num_seeds, (i + 1) * num_seeds)))
         init = weighting.initial_log_alpha(train_counts)
-        for _ in range(num_seeds):
-            log_alpha.append(init)
-            steps.append(weighting.step_size if weighting.adaptive else 0.0)
-            chis.append(spec.chi if strategy == "robust" else 1.0)
-            estimators.append(weighting.estimator)
-    return (
-        torch.stack(log_alpha).to(DTYPE),
-        torch.tensor(steps, dtype=DTYPE).unsqueeze(-1),
-        torch.tensor(chis, dtype=DTYPE),
-        estimators,
+        log_alpha.extend([init] * num_seeds)
+        estimators.extend([weighting.estimator] * num_seeds)
+    return torch.stack(log_alpha).to(DTYPE), blocks, estimators
+
+
+def _update_weights(
+    blocks: list[tuple[GroupWeighting, slice]],
+    log_alpha: torch.Tensor,
+    group_losses: torch.Tensor,
+    train_counts: torch.Tensor,
+) -> torch.Tensor:
+    """Each block's ``weighting.update`` on its runs, ``(R, K)`` → new ``(R, K)`` log α. Full batch:
+    every group is present in every step, so no ``present`` mask."""
+    return torch.cat(
+        [
+            w.update(log_alpha[rows], group_losses[rows], None, train_counts=train_counts[rows])
+            if w.adaptive
+            else log_alpha[rows]
+            for w, rows in blocks
+        ]
     )
 
 
-def _mixed_weights(log_alpha: torch.Tensor, chis: torch.Tensor) -> torch.Tensor:
-    """w = (1 − χ)/K + χα per run, ``(R, K)``, via the core's :func:`mix_with_uniform`."""
-    return torch.vmap(mix_with_uniform)(log_alpha.exp(), chis)
+def _block_weights(blocks: list[tuple[GroupWeighting, slice]], log_alpha: torch.Tensor) -> torch.Tensor:
+    """Each block's ``weighting.weights`` (e.g. w = (1 − χ)/K + χα for robust), ``(R, K)``."""
+    return torch.cat([w.weights(log_alpha[rows]) for w, rows in blocks])
 
 
 def _estimator_masks(estimators: list[str]) -> dict[str, torch.Tensor]:
@@ -213,7 +260,7 @@ def run_family(
     train_counts = train.counts[0]
     total = float(train.size)
     robust_estimator = IPO_WEIGHTING_ESTIMATOR[ipo_weighting] if closed_form else "mean"
-    log_alpha, step_sizes, chis, estimators = _run_setup(
+    log_alpha, blocks, estimators = _run_setup(
         specs, num_seeds, train_counts, alpha_step=alpha_step, robust_estimator=robust_estimator
     )
     masks = _estimator_masks(estimators)
@@ -238,8 +285,8 @@ def run_family(
     def forward(policy: LogLinearPolicy, log_alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Algorithm 1 up to the θ objective: group losses at θ_t, α step, Σ_g w_g L̂_g."""
         sums = train.group_loss_sums(policy, loss_type, beta)
-        log_alpha = exponentiated_gradient_step(log_alpha, group_means(sums.detach(), train.counts), step_sizes)
-        weights = _mixed_weights(log_alpha, chis)
+        log_alpha = _update_weights(blocks, log_alpha, group_means(sums.detach(), train.counts), train.counts)
+        weights = _block_weights(blocks, log_alpha)
         objective = sum(
             weighted_objective(sums, train.counts, weights * mask, estimator=e, **est_kwargs)
             for e, mask in masks.items()
@@ -261,8 +308,8 @@ def run_family(
         if closed_form:
             with torch.no_grad():
                 sums = train.group_loss_sums(policy, loss_type, beta)
-                log_alpha = exponentiated_gradient_step(log_alpha, group_means(sums, train.counts), step_sizes)
-                weights = _mixed_weights(log_alpha, chis)
+                log_alpha = _update_weights(blocks, log_alpha, group_means(sums, train.counts), train.counts)
+                weights = _block_weights(blocks, log_alpha)
                 pair_w = (weights * factor).gather(-1, train.batch["group"])  # (R, N)
                 gram = torch.einsum("rn,rni,rnj->rij", pair_w, delta, delta)
                 rhs = torch.einsum("rn,rni->ri", pair_w, delta) / (2.0 * beta)
@@ -286,7 +333,7 @@ def run_family(
         seeds=seeds,
         theta=theta,
         log_alpha=log_alpha.detach(),
-        weights=_mixed_weights(log_alpha, chis).detach(),
+        weights=_block_weights(blocks, log_alpha).detach(),
         val_group_loss=val_loss,
         reward_err=err,
         history_steps=history_steps,

@@ -11,10 +11,13 @@ from grpo_lightning.core.weighting import (
     ESTIMATORS,
     WEIGHTINGS,
     GroupWeighting,
+    cvar_log_weights,
     exponentiated_gradient_step,
+    generalization_adjustment,
     group_loss_estimate,
     mix_with_uniform,
     register_weighting,
+    tilted_log_weights,
     weighted_objective,
 )
 
@@ -26,7 +29,9 @@ __all__ = [
     "GroupWeighting",
     "LossSpec",
     "completion_logps",
+    "cvar_log_weights",
     "exponentiated_gradient_step",
+    "generalization_adjustment",
     "group_counts",
     "group_loss_estimate",
     "group_means",
@@ -36,5 +41,6 @@ __all__ = [
     "preference_loss",
     "register_loss",
     "register_weighting",
+    "tilted_log_weights",
     "weighted_objective",
 ]

@@ -12,7 +12,16 @@ simplex Δ_K (stored by the caller as ``log α``) and turns it into group weight
 * ``robust``: GR-DPO/GR-IPO, Algorithm 1: an exponentiated-gradient (mirror ascent) step on α
   with the detached group losses, α ← α ⊙ exp(η_α L̂) / Z, done in log space (with the ``mean``
   estimate over the groups present in the step only, see :func:`exponentiated_gradient_step`), then
-  w = (1 − χ)/K + χ α (the trade-off of §4, χ = 1 is the pure worst-case objective).
+  w = (1 − χ)/K + χ α (the trade-off of §4, χ = 1 is the pure worst-case objective). With a
+  generalisation adjustment C > 0 the α step uses L̂_g + C/√N_g instead of L̂_g (Sagawa et al.,
+  ICLR 2020, eq. 5), see :func:`generalization_adjustment`; C = 0 is the paper's method.
+
+Beyond the paper, two objectives whose weights are a function of the step's (detached) group losses
+alone, with no memory (the stored ``log α`` is just the last step's log-weights):
+
+* ``cvar``: w uniform over the worst ⌈ρK⌉ groups (CVaR_ρ over groups), see :func:`cvar_log_weights`.
+* ``tilted``: w_g ∝ exp(t L̂_g) (tilted ERM over groups, Li et al., ICLR 2021), see
+  :func:`tilted_log_weights`.
 
 Adding a strategy is one subclass decorated with :func:`register_weighting`.
 """
@@ -101,6 +110,74 @@ def exponentiated_gradient_step(
     return torch.where(present, updated, log_alpha)
 
 
+def generalization_adjustment(train_counts: torch.Tensor, adjustment: float | torch.Tensor) -> torch.Tensor:
+    """C/√N_g, the group adjustment of Sagawa et al. (ICLR 2020, eq. 5), ``(..., K)`` → ``(..., K)``.
+
+    Group DRO then ascends on L̂_g + C/√N_g: a small group's training loss understates its
+    generalisation loss by about O(1/√N_g), so without the term a small group that the model
+    memorises loses its weight while staying the worst group on held-out data. C ≥ 0 is in the
+    units of the loss; C = 0 gives zeros (the unadjusted method). N_g is clamped to ≥ 1.
+    """
+    counts = train_counts.to(torch.float64) if not train_counts.is_floating_point() else train_counts
+    return adjustment / counts.clamp(min=1).sqrt()
+
+
+def _present_mask(group_losses: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
+    if present is None:
+        return torch.ones_like(group_losses, dtype=torch.bool)
+    return present.to(torch.bool).expand_as(group_losses)
+
+
+def cvar_log_weights(group_losses: torch.Tensor, rho: float, present: torch.Tensor | None = None) -> torch.Tensor:
+    """log w of CVaR_ρ over groups: w uniform over the worst m = ⌈ρ K'⌉ groups, ``(..., K)`` → ``(..., K)``.
+
+    K' is the number of groups present in the step (all K when ``present`` is None); absent groups
+    get weight 0 for the step (their loss was not observed) and never count among the worst. The
+    worst are the largest (detached) losses; ties go to the lower group id, so the choice is
+    deterministic. ρ = 1 is the average over the present groups, ρ ≤ 1/K' the single worst group.
+    This is CVaR at level ρ of the uniform distribution over groups (Rockafellar & Uryasev 2000; the
+    CVaR-DRO of Levy et al., NeurIPS 2020, with groups in place of examples) restricted to whole groups. ⌈ρK'⌉ is taken
+    after rounding ρK' to 9 decimals, so that ρ = 0.1·3 (0.30000000000000004), K' = 10 selects 3 groups, not 4.
+
+    Unselected and absent groups get ``finfo.min`` (a finite log 0; ``exp`` gives exactly 0). If no
+    group is present every entry is ``finfo.min``.
+    """
+    losses = group_losses.detach()
+    present = _present_mask(losses, present)
+    k = losses.shape[-1]
+    ids = torch.arange(k, device=losses.device)
+    # ahead[..., g, h]: group h ranks before group g (larger loss, or equal loss and lower id)
+    other, mine = losses.unsqueeze(-2), losses.unsqueeze(-1)
+    ahead = (other > mine) | ((other == mine) & (ids < ids.unsqueeze(-1)))
+    rank = (ahead & present.unsqueeze(-2)).sum(-1)  # present groups ranked before g
+    n_present = present.sum(-1, keepdim=True).to(torch.float64)
+    m = torch.ceil(torch.round(rho * n_present, decimals=9)).clamp(min=1)
+    selected = present & (rank < m)
+    dtype = losses.dtype if losses.is_floating_point() else torch.float64
+    neg = torch.finfo(dtype).min
+    return torch.where(selected, -torch.log(m).to(dtype), torch.full_like(losses, neg, dtype=dtype))
+
+
+def tilted_log_weights(group_losses: torch.Tensor, tilt: float, present: torch.Tensor | None = None) -> torch.Tensor:
+    """log w of tilted ERM over groups, w_g = exp(t L̂_g) / Σ_h exp(t L̂_h), ``(..., K)`` → ``(..., K)``.
+
+    The gradient of the tilted objective (1/t) log Σ_g exp(t L_g) / K (Li et al., "Tilted Empirical
+    Risk Minimization", ICLR 2021, eq. 2 and Lemma 1, with groups as the units) is Σ_g w_g ∇L_g with
+    these weights. t = 0 is the group average, t → ∞ the worst group. Computed in log space from
+    L̂ − max L̂ (so losses of any size give finite weights); absent groups get weight 0
+    (``finfo.min`` as log 0) and the present groups share all of it.
+    """
+    losses = group_losses.detach()
+    if not losses.is_floating_point():
+        losses = losses.to(torch.float64)
+    present = _present_mask(losses, present)
+    neg = torch.finfo(losses.dtype).min
+    top = losses.masked_fill(~present, neg).amax(-1, keepdim=True)
+    shifted = (losses - top).clamp(min=neg)  # ≤ 0 and finite for present groups
+    logits = (tilt * shifted).clamp(min=neg).masked_fill(~present, neg)
+    return torch.where(present, torch.log_softmax(logits, dim=-1), neg).clamp(min=neg)
+
+
 def mix_with_uniform(alpha: torch.Tensor, chi: float) -> torch.Tensor:
     """w = (1 − χ)/K + χ α: χ = 1 is the worst-case objective, χ = 0 the group average.
     ``alpha`` is ``(..., K)``; leading dimensions (several runs) are allowed."""
@@ -146,7 +223,16 @@ class GroupWeighting:
         chi: float = 1.0,
         estimator: str = "mean",
         weights: Sequence[float] | None = None,
+        adjustment: float = 0.0,
+        rho: float = 0.5,
+        tilt: float = 1.0,
     ) -> None:
+        if not (adjustment >= 0 and math.isfinite(adjustment)):
+            raise ValueError(f"weighting.adjustment must be a finite number >= 0, got {adjustment}")
+        if not 0.0 < rho <= 1.0:
+            raise ValueError(f"weighting.rho must lie in (0, 1], got {rho}")
+        if not (tilt >= 0 and math.isfinite(tilt)):
+            raise ValueError(f"weighting.tilt must be a finite number >= 0, got {tilt}")
         if step_size < 0 or not math.isfinite(step_size):
             raise ValueError(f"weighting.step_size must be a finite number >= 0, got {step_size}")
         if not 0.0 <= chi <= 1.0:
@@ -159,14 +245,23 @@ class GroupWeighting:
         self.chi = chi
         self.estimator = self.forced_estimator or estimator
         self.user_weights = None if weights is None else list(weights)
+        self.adjustment, self.rho, self.tilt = adjustment, rho, tilt
 
     def initial_log_alpha(self, train_counts: torch.Tensor) -> torch.Tensor:
         k = train_counts.numel()
         return torch.full((k,), -math.log(k), dtype=torch.float64)
 
     def update(
-        self, log_alpha: torch.Tensor, group_losses: torch.Tensor, present: torch.Tensor | None = None
+        self,
+        log_alpha: torch.Tensor,
+        group_losses: torch.Tensor,
+        present: torch.Tensor | None = None,
+        train_counts: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """The new ``log α`` from the step's detached group loss estimates ``(..., K)``.
+
+        ``present`` (bool, ``(..., K)``) marks the groups with pairs in the step; ``train_counts`` is
+        N_g of the training split. Called once per optimizer step, only when ``adaptive``."""
         return log_alpha
 
     def weights(self, log_alpha: torch.Tensor) -> torch.Tensor:
@@ -204,17 +299,74 @@ class ImportanceWeighting(GroupWeighting):
 
 @register_weighting
 class RobustWeighting(GroupWeighting):
-    """Group-robust (GR-DPO / GR-IPO): exponentiated-gradient ascent on α, χ-mixed weights."""
+    """Group-robust (GR-DPO / GR-IPO): exponentiated-gradient ascent on α, χ-mixed weights.
+
+    ``adjustment`` C > 0: the α step sees L̂_g + C/√N_g (Sagawa et al., ICLR 2020, eq. 5), which keeps
+    weight on small groups whose training loss is small only because they were memorised. The θ
+    objective still uses L̂_g. C = 0 (the default) is Algorithm 1 of Ramesh et al. unchanged."""
 
     name = "robust"
     adaptive = True
 
     def update(
-        self, log_alpha: torch.Tensor, group_losses: torch.Tensor, present: torch.Tensor | None = None
+        self,
+        log_alpha: torch.Tensor,
+        group_losses: torch.Tensor,
+        present: torch.Tensor | None = None,
+        train_counts: torch.Tensor | None = None,
     ) -> torch.Tensor:
         # The group mean of an absent group is unknown, not 0: only observed groups move.
         mask = present if self.estimator == "mean" else None
+        if self.adjustment:  # Sagawa et al. (2020), eq. 5: ascend on L̂_g + C/√N_g
+            if train_counts is None:
+                raise ValueError("weighting.adjustment > 0 needs the training group sizes N_g (train_counts)")
+            adj = generalization_adjustment(train_counts.to(log_alpha), self.adjustment)
+            group_losses = group_losses.detach().to(log_alpha) + adj
         return exponentiated_gradient_step(log_alpha, group_losses, self.step_size, mask)
 
     def weights(self, log_alpha: torch.Tensor) -> torch.Tensor:
         return mix_with_uniform(log_alpha.exp(), self.chi)
+
+
+class _StepLossWeighting(GroupWeighting):
+    """Weights that are a function of the step's group losses only (no memory). ``log α`` holds the
+    last step's log-weights, so ``weights`` is ``exp``; with ``alpha_order: lagged`` these are the
+    previous step's, and they are saved in checkpoints like the robust α."""
+
+    adaptive = True
+
+    def step_log_weights(self, group_losses: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def update(
+        self,
+        log_alpha: torch.Tensor,
+        group_losses: torch.Tensor,
+        present: torch.Tensor | None = None,
+        train_counts: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        return self.step_log_weights(group_losses.detach().to(log_alpha), present).to(log_alpha)
+
+
+@register_weighting
+class CVaRWeighting(_StepLossWeighting):
+    """CVaR over groups: w uniform over the worst ⌈ρK'⌉ of the K' groups present in the step, by the
+    step's detached losses (ties: lower group id first); absent groups get 0. ρ = 1 is the group
+    average, ρ ≤ 1/K the worst group. See :func:`cvar_log_weights`."""
+
+    name = "cvar"
+
+    def step_log_weights(self, group_losses: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
+        return cvar_log_weights(group_losses, self.rho, present)
+
+
+@register_weighting
+class TiltedWeighting(_StepLossWeighting):
+    """Tilted ERM over groups (Li et al., ICLR 2021): w_g ∝ exp(t L̂_g) over the groups present in the
+    step (absent groups get 0), computed in log space. t = 0 is the group average, t → ∞ the worst
+    group. See :func:`tilted_log_weights`."""
+
+    name = "tilted"
+
+    def step_log_weights(self, group_losses: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
+        return tilted_log_weights(group_losses, self.tilt, present)
