@@ -19,9 +19,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# IPO vs GR-IPO on the generated default data (same seed, data and steps), each then scored on the
+# test split; prints the per-group table side by side and writes the figure.
+DEMO_DIR := logs/demo
 demo: $(STAMP)
-	$(VENV)/bin/grpo fit --config configs/default.yaml
-	@echo "TensorBoard logs: $$(ls -td logs/default/version_* | head -1) (view with: $(VENV)/bin/tensorboard --logdir logs)"
+	$(VENV)/bin/grpo-compare --stage test --log-dir $(DEMO_DIR) --figure $(DEMO_DIR)/comparison.png \
+	    --config configs/experiment/default_ipo.yaml --config configs/experiment/default_gripo.yaml --seeds 0
+	@echo "Figure: $(DEMO_DIR)/comparison.png; TensorBoard: $(VENV)/bin/tensorboard --logdir $(DEMO_DIR)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -259,3 +260,25 @@ def test_a_split_column_with_another_value_is_refused_naming_the_row():
     assert [p.tolist() for p in parts] == [[0, 3], [1], [2]]
     with pytest.raises(DataError, match=r"pairs.jsonl: column 'split' .*row 2: 'dev'"):
         given_split(["train", "dev"], "pairs.jsonl", ["row 1", "row 2"], SPLITS)
+
+
+def test_default_experiments_share_data_seed_and_steps_and_evaluate_every_group_alike():
+    """IPO, IS-IPO and GR-IPO on the default task differ only in the weighting and the log name,
+    and evaluate each group on ≥ 100 val and ≥ 200 test pairs drawn apart from the training pool."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    configs = {
+        name: yaml.safe_load((root / "experiment" / f"default_{name}.yaml").read_text())
+        for name in ("ipo", "isipo", "gripo")
+    }
+    configs["default"] = yaml.safe_load((root / "default.yaml").read_text())
+    for cfg in configs.values():
+        cfg["trainer"]["logger"]["init_args"].pop("name")
+        generated = cfg["data"]["init_args"]["generated"]
+        assert generated["val_pairs_per_group"] >= 100 and generated["test_pairs_per_group"] >= 200
+    weightings = {name: cfg["model"].pop("weighting") for name, cfg in configs.items()}
+    assert [w["name"] for w in weightings.values()] == ["uniform", "importance", "robust", "robust"]
+    assert weightings["gripo"] == weightings["default"]
+    first = configs["ipo"]
+    assert all(cfg == first for cfg in configs.values())
