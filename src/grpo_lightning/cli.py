@@ -53,26 +53,26 @@ class GroupRobustCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
 
     def before_instantiate_classes(self) -> None:
-        # The module optimises manually (the α step needs the whole optimizer step first), so the
-        # Trainer's own accumulation and clipping are redirected to their equivalents here.
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer, data, model = cfg.trainer, cfg.data, cfg.model
-        asked = cfg.get("ckpt_path")
+        asked = ckpt_path = cfg.get("ckpt_path")
         if asked == "last":
-            cfg.ckpt_path = _last_checkpoint(cfg.checkpoint.get("dirpath"), trainer.get("logger"))
-        ckpt = read_checkpoint(cfg.ckpt_path) if cfg.ckpt_path and Path(cfg.ckpt_path).is_file() else None
+            ckpt_path = cfg.ckpt_path = _last_checkpoint(cfg.checkpoint.get("dirpath"), trainer.get("logger"))
+        ckpt = read_checkpoint(ckpt_path) if ckpt_path and Path(ckpt_path).is_file() else None
         if ckpt is not None and self.subcommand in (None, "fit"):
             differences = _method_differences(ckpt, cfg)
             if differences and asked == "last":
                 raise ValueError(
-                    f"--ckpt_path last is {cfg.ckpt_path}, a run with other method settings: "
+                    f"--ckpt_path last is {ckpt_path}, a run with other method settings: "
                     + "; ".join(differences)
                     + ". Resuming it would mix two runs: give this run its own logger name "
                     "(--trainer.logger.init_args.name) or pass that checkpoint's path to resume it anyway."
                 )
             for difference in differences:
-                log.warning("resuming %s with other settings: %s", cfg.ckpt_path, difference)
-        _choose_tokenizer(self.subcommand, cfg, ckpt)
+                log.warning("resuming %s with other settings: %s", ckpt_path, difference)
+        _choose_tokenizer(self.subcommand, cfg, ckpt_path, ckpt)
+        # The module optimises manually (the α step needs the whole optimizer step first), so the
+        # Trainer's own accumulation and clipping are redirected to their equivalents here.
         init = data.init_args if "init_args" in data else data
         if trainer.get("accumulate_grad_batches", 1) not in (None, 1):
             log.info(
@@ -163,7 +163,7 @@ def _method_differences(ckpt: dict[str, Any], cfg) -> list[str]:
     return out
 
 
-def _choose_tokenizer(subcommand: str | None, cfg, ckpt: dict[str, Any] | None) -> None:
+def _choose_tokenizer(subcommand: str | None, cfg, ckpt_path: str | None, ckpt: dict[str, Any] | None) -> None:
     """Which tokenizer the data uses: a run's own (the one in ``--ckpt_path``, else the run's saved
     ``tokenizer`` folder) whenever a checkpoint is given, never one trained on the new data; a
     pretrained policy's own unless ``data.tokenizer`` names another; a new one is trained only for
@@ -174,8 +174,8 @@ def _choose_tokenizer(subcommand: str | None, cfg, ckpt: dict[str, Any] | None) 
         return
     init = data.init_args
     if ckpt is not None:
-        saved_dir = Path(cfg.ckpt_path).parent.parent / "tokenizer"
-        source = cfg.ckpt_path if ckpt.get("tokenizer") else str(saved_dir) if saved_dir.is_dir() else None
+        saved_dir = Path(ckpt_path).parent.parent / "tokenizer"
+        source = ckpt_path if ckpt.get("tokenizer") else str(saved_dir) if saved_dir.is_dir() else None
         if source is not None:
             if init.get("tokenizer") not in (None, source):
                 log.info("data.tokenizer=%s is replaced by the run's tokenizer in %s", init.tokenizer, source)
@@ -191,7 +191,7 @@ def _choose_tokenizer(subcommand: str | None, cfg, ckpt: dict[str, Any] | None) 
             return
         if ckpt is not None or subcommand not in (None, "fit"):
             raise ValueError(
-                f"{'--ckpt_path ' + str(cfg.ckpt_path) + ' holds no tokenizer' if ckpt is not None else 'no --ckpt_path'}"
+                f"{'--ckpt_path ' + str(ckpt_path) + ' holds no tokenizer' if ckpt is not None else 'no --ckpt_path'}"
                 " and data.tokenizer is not set: a tokenizer trained on this data would not be the model's. "
                 "Pass the run's checkpoint (--ckpt_path) or its tokenizer folder (--data.tokenizer)."
             )
