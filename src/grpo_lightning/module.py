@@ -375,7 +375,6 @@ class GroupRobustPreferenceModule(L.LightningModule):
             elif saved and not own:
                 for k in saved:
                     del state[k]
-        self._check_vocabulary(checkpoint)
         saved = checkpoint.get("group_names")
         if saved is not None and list(saved) != self.group_names:
             only_ckpt = [g for g in saved if g not in self.group_names]
@@ -389,6 +388,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
                 f"the checkpoint was trained on groups {list(saved)} but this run has {self.group_names} "
                 f"({diff}); resuming would mix up the group weights. Use the same data and data.groups."
             )
+        self._check_vocabulary(checkpoint)
 
     def _check_vocabulary(self, checkpoint: dict[str, Any]) -> None:
         """Refuse a checkpoint whose tokenizer or embedding size is not this module's, before any
