@@ -275,3 +275,33 @@ def test_signal_mid_epoch_checkpoints_that_step_and_resume_last_equals_uninterru
         straight / "logs/run/version_0/checkpoints/last.ckpt", stopped / "logs/run/version_1/checkpoints/last.ckpt"
     )
     _compare_metrics(_metrics(straight), _metrics(stopped), step)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "flags",
+    [[], ["--checkpoint.every_n_train_steps", str(STEPS_PER_EPOCH)], ["--trainer.val_check_interval", "0.5"]],
+    ids=["epoch-end-validation", "step-trigger-on-the-last-batch", "mid-epoch-validations"],
+)
+def test_resume_from_an_end_of_epoch_checkpoint_equals_uninterrupted(tmp_path, flags):
+    """``last.ckpt`` written at the end of epoch 0 (after its validation, when the step trigger
+    falls on its last batch, or with validations in the middle of the epoch too) resumes exactly:
+    a 1-epoch run leaves that checkpoint, and resuming it for a second epoch ends where a 2-epoch
+    run ends (the epoch-mean loss and the logged metrics included)."""
+    steps = flags
+    straight, first = tmp_path / "straight", tmp_path / "first"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _fit_in_process(_write_config(straight, DEFAULT_CONFIG), *steps)
+        cfg = _write_config(first, DEFAULT_CONFIG)
+        _fit_in_process(cfg, "--trainer.max_epochs", "1", *steps)
+        ckpt = torch.load(first / "logs/run/version_0/checkpoints/last.ckpt", weights_only=True)
+        assert ckpt["global_step"] == STEPS_PER_EPOCH
+        _fit_in_process(cfg, "--ckpt_path", "last", *steps)
+    finally:
+        torch.set_num_threads(threads)
+    _assert_same_run(
+        straight / "logs/run/version_0/checkpoints/last.ckpt", first / "logs/run/version_1/checkpoints/last.ckpt"
+    )
+    _compare_metrics(_metrics(straight), _metrics(first), STEPS_PER_EPOCH)

@@ -27,10 +27,10 @@ class RunCheckpoint(ModelCheckpoint):
     """Lightning's ``ModelCheckpoint`` that keeps ``last.ckpt`` current during training and when a
     run is stopped by a signal, so ``--ckpt_path last`` resumes exactly where it stopped.
 
-    * ``last.ckpt`` is written every ``every_n_train_steps`` steps (the CLI's default: 100) and
-      after every validation. ``ModelCheckpoint`` takes one trigger (steps or epochs) and, with
-      ``save_top_k: 0``, writes ``last.ckpt`` only with a top-k file; the validation save is added
-      here.
+    * ``last.ckpt`` is written every ``every_n_train_steps`` steps (the CLI's default: 100), after
+      every validation and at the end of every epoch. ``ModelCheckpoint`` takes one trigger (steps
+      or epochs) and, with ``save_top_k: 0``, writes ``last.ckpt`` only with a top-k file; the
+      validation and epoch-end saves are added here.
     * SIGTERM: Lightning's signal connector lets the current optimizer step finish and raises
       ``SIGTERMException`` between steps; with ``save_on_exception`` ``last.ckpt`` then holds that
       step. Other exceptions are not checkpointed: they can come in the middle of a step (α moved,
@@ -72,9 +72,31 @@ class RunCheckpoint(ModelCheckpoint):
         self._restore_sigint()
         super().teardown(trainer, pl_module, stage)
 
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # An epoch's last step is saved at the epoch's end instead (below): Lightning resumes a
+        # checkpoint written between the last batch and the epoch's end without calling the next
+        # epoch's start hooks, so its loop progress would differ from an uninterrupted run's.
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
     def on_validation_end(self, trainer, pl_module) -> None:
         super().on_validation_end(trainer, pl_module)
-        # Nothing to do when this step is saved already (a step trigger, or the epoch trigger above).
+        # A validation that ends an epoch is saved at the epoch's end (as ModelCheckpoint does).
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_now(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_skip_saving_checkpoint(trainer):
+            return
+        candidates = self._monitor_candidates(trainer)
+        if self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0:
+            self._save_topk_checkpoint(trainer, candidates)  # the step trigger's, deferred from the last batch
+        if self.save_last:
+            self._save_last_checkpoint(trainer, candidates)
+
+    def _save_last_now(self, trainer) -> None:
+        # Nothing to do when this step is saved already.
         if self.save_last and not self._should_skip_saving_checkpoint(trainer):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 

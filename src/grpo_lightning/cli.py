@@ -182,7 +182,7 @@ def _choose_tokenizer(subcommand: str | None, cfg, ckpt_path: str | None, ckpt: 
             init.tokenizer, init.tokenizer_gguf_file = source, None
             return
     policy = _plain(cfg.model.get("policy")) or {}
-    policy_args = policy.get("init_args") or {} if isinstance(policy, dict) else {}
+    policy_args = (policy.get("init_args") or {}) if isinstance(policy, dict) else {}
     if init.get("tokenizer") is None and init.get("tokenizer_gguf_file") is None:
         name, gguf = policy_args.get("name_or_path"), policy_args.get("gguf_file")
         if name is not None or gguf is not None:

@@ -362,8 +362,15 @@ class GroupRobustPreferenceModule(L.LightningModule):
             }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        for key, value in self.train_loss_epoch.state_dict(prefix="train_loss_epoch.").items():
+        fresh = self.train_loss_epoch.state_dict(prefix="train_loss_epoch.")
+        for key, value in fresh.items():
             checkpoint.get("state_dict", {}).setdefault(key, value)  # checkpoints from before it existed
+        # A checkpoint written after an epoch's last batch (by the step trigger, at the epoch's end or
+        # on a signal) holds that finished epoch's mean, which Lightning resets only after saving; the
+        # resumed run starts the next epoch, whose mean starts empty.
+        progress = (checkpoint.get("loops") or {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+        if progress.get("is_last_batch") and "state_dict" in checkpoint:
+            checkpoint["state_dict"].update(fresh)
         # A run with precompute_ref_logps freed its reference copy, so its checkpoints hold none:
         # keep this module's (the same initial weights), and drop a saved one this module lacks.
         state, prefix = checkpoint.get("state_dict"), "policy.reference."
