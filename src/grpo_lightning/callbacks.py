@@ -47,8 +47,11 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_train_start(self, trainer, pl_module) -> None:
         self._sigint_received = False
-        if threading.current_thread() is threading.main_thread() and (
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        # Not on Windows, where Lightning installs no SIGTERM handler (a SIGTERM would just end the process).
+        if (
+            os.name != "nt"
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
         ):
             self._sigint_previous = signal.signal(signal.SIGINT, self._on_sigint)
 
