@@ -1,8 +1,8 @@
-"""Interrupted runs: a ``grpo fit`` killed with SIGKILL in the middle of an epoch and resumed with
-``--ckpt_path last`` ends exactly (bitwise, on CPU) where an uninterrupted run with the same seed
-ends: parameters, log α, optimizer and scheduler state, loop progress, the group-weight history
-and the logged metrics (see ``_compare_metrics`` for the two rows Lightning's logging order can
-leave out)."""
+"""Interrupted runs: a ``grpo fit`` killed with SIGKILL, or stopped by SIGTERM or SIGINT (Ctrl-C), in
+the middle of an epoch and resumed with ``--ckpt_path last`` ends exactly (bitwise, on CPU) where an
+uninterrupted run with the same seed ends: parameters, log α, optimizer and scheduler state, loop
+progress, the group-weight history and the logged metrics (see ``_compare_metrics`` for the two rows
+Lightning's logging order can leave out)."""
 
 from __future__ import annotations
 
@@ -58,11 +58,26 @@ checkpoint:
 """
 
 
-def _write_config(root: Path) -> Path:
+# The same run with the CLI's default checkpoint settings and log versions.
+DEFAULT_CONFIG = CONFIG[: CONFIG.index("checkpoint:")].replace(", version: 0", "")
+
+
+def _write_config(root: Path, template: str = CONFIG) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     cfg = root / "config.yaml"
-    cfg.write_text(CONFIG.format(root=root))
+    cfg.write_text(template.format(root=root))
     return cfg
+
+
+def _child_env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
 
 
 def _fit_in_process(cfg: Path, *extra: str) -> None:
@@ -138,14 +153,7 @@ def _kill_when(proc: subprocess.Popen, ckpt: Path, timeout: float, seen: dict) -
 def test_sigkill_mid_epoch_then_resume_last_equals_uninterrupted(tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     cfg_straight, cfg_killed = _write_config(straight), _write_config(killed)
-    env = {
-        **os.environ,
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = _child_env()
     # The run to kill is the real CLI in a child process; the uninterrupted run goes on in this
     # process meanwhile (2 cores), with the same single thread so the arithmetic is the same.
     proc = subprocess.Popen(
@@ -181,8 +189,13 @@ def test_sigkill_mid_epoch_then_resume_last_equals_uninterrupted(tmp_path):
             proc.kill()
             proc.wait()
 
-    a = torch.load(straight / "checkpoints" / "last.ckpt", weights_only=True)
-    b = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
+    _assert_same_run(straight / "checkpoints" / "last.ckpt", killed / "checkpoints" / "last.ckpt")
+    # Every logged per-step metric (train losses and weights per group, validation metrics).
+    _compare_metrics(_metrics(straight), _metrics(killed), step)
+
+
+def _assert_same_run(path_a: Path, path_b: Path) -> None:
+    a, b = torch.load(path_a, weights_only=True), torch.load(path_b, weights_only=True)
     assert a["global_step"] == b["global_step"] == 2 * STEPS_PER_EPOCH
     # Parameters and log α, optimizer and scheduler state, group-weight history: bitwise.
     _assert_same_state(a["state_dict"], b["state_dict"], "state_dict")
@@ -191,5 +204,104 @@ def test_sigkill_mid_epoch_then_resume_last_equals_uninterrupted(tmp_path):
     _assert_same_state(a["lr_schedulers"], b["lr_schedulers"], "lr_schedulers")
     _assert_same_state(a["callbacks"]["GroupWeightFigure"], b["callbacks"]["GroupWeightFigure"], "GroupWeightFigure")
     _assert_same_state(a["loops"]["fit_loop"]["epoch_progress"], b["loops"]["fit_loop"]["epoch_progress"], "epochs")
-    # Every logged per-step metric (train losses and weights per group, validation metrics).
-    _compare_metrics(_metrics(straight), _metrics(killed), step)
+
+
+def _logged_step(metrics_csv: Path) -> int:
+    """The last optimizer step whose metrics row the child has written (CSV step N - 1)."""
+    try:
+        rows = metrics_csv.read_text().splitlines()[1:]
+    except FileNotFoundError:
+        return 0
+    header = metrics_csv.read_text().splitlines()[0].split(",") if rows else []
+    col = header.index("step") if "step" in header else None
+    steps = [int(r.split(",")[col]) + 1 for r in rows if col is not None and len(r.split(",")) > col]
+    return max(steps, default=0)
+
+
+def _signal_when(proc: subprocess.Popen, metrics_csv: Path, signum: int, timeout: float, seen: dict) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if _logged_step(metrics_csv) >= KILL_AFTER_STEP:
+            os.kill(proc.pid, signum)  # the child we started, by its id
+            seen["sent"] = True
+            return
+        time.sleep(0.001)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_mid_epoch_checkpoints_that_step_and_resume_last_equals_uninterrupted(tmp_path, signum):
+    """With the CLI's default checkpoint settings (no per-step checkpoints in 12 steps): SIGTERM or
+    Ctrl-C in the middle of the second epoch finishes the step in progress, writes ``last.ckpt``
+    of that step and exits non-zero (128 + the signal); ``--ckpt_path last`` then resumes into a
+    new log version and ends bitwise where the uninterrupted run ends."""
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    cfg_straight = _write_config(straight, DEFAULT_CONFIG)
+    cfg_stopped = _write_config(stopped, DEFAULT_CONFIG)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "grpo_lightning.cli", "fit", "--config", str(cfg_stopped)],
+        env=_child_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    seen: dict = {}
+    metrics_csv = stopped / "logs/run/version_0/metrics.csv"
+    watcher = threading.Thread(target=_signal_when, args=(proc, metrics_csv, signum, 120.0, seen))
+    watcher.start()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _fit_in_process(cfg_straight)
+        watcher.join()
+        _, err = proc.communicate(timeout=60)
+        err = err.decode()[-3000:]
+        assert seen.get("sent"), f"the child ended before step {KILL_AFTER_STEP}: {err}"
+        assert proc.returncode == 128 + signum, (proc.returncode, err)
+        last = torch.load(stopped / "logs/run/version_0/checkpoints/last.ckpt", weights_only=True)
+        step = last["global_step"]
+        # The step in progress when the signal came (the child may have been between two steps).
+        assert KILL_AFTER_STEP <= step <= KILL_AFTER_STEP + 1, (step, err)
+        assert last["loops"]["fit_loop"]["state_dict"]["combined_loader"] == [
+            {"epoch": 1, "batches": step - STEPS_PER_EPOCH}
+        ]
+        _fit_in_process(cfg_stopped, "--ckpt_path", "last")
+    finally:
+        torch.set_num_threads(threads)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (stopped / "logs/run/version_1/checkpoints/last.ckpt").is_file()
+    _assert_same_run(
+        straight / "logs/run/version_0/checkpoints/last.ckpt", stopped / "logs/run/version_1/checkpoints/last.ckpt"
+    )
+    _compare_metrics(_metrics(straight), _metrics(stopped), step)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "flags",
+    [[], ["--checkpoint.every_n_train_steps", str(STEPS_PER_EPOCH)], ["--trainer.val_check_interval", "0.5"]],
+    ids=["epoch-end-validation", "step-trigger-on-the-last-batch", "mid-epoch-validations"],
+)
+def test_resume_from_an_end_of_epoch_checkpoint_equals_uninterrupted(tmp_path, flags):
+    """``last.ckpt`` written at the end of epoch 0 (after its validation, when the step trigger
+    falls on its last batch, or with validations in the middle of the epoch too) resumes exactly:
+    a 1-epoch run leaves that checkpoint, and resuming it for a second epoch ends where a 2-epoch
+    run ends (the epoch-mean loss and the logged metrics included)."""
+    steps = flags
+    straight, first = tmp_path / "straight", tmp_path / "first"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _fit_in_process(_write_config(straight, DEFAULT_CONFIG), *steps)
+        cfg = _write_config(first, DEFAULT_CONFIG)
+        _fit_in_process(cfg, "--trainer.max_epochs", "1", *steps)
+        ckpt = torch.load(first / "logs/run/version_0/checkpoints/last.ckpt", weights_only=True)
+        assert ckpt["global_step"] == STEPS_PER_EPOCH
+        _fit_in_process(cfg, "--ckpt_path", "last", *steps)
+    finally:
+        torch.set_num_threads(threads)
+    _assert_same_run(
+        straight / "logs/run/version_0/checkpoints/last.ckpt", first / "logs/run/version_1/checkpoints/last.ckpt"
+    )
+    _compare_metrics(_metrics(straight), _metrics(first), STEPS_PER_EPOCH)

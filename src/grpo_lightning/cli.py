@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import warnings
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import lightning as L
-from jsonargparse import set_parsing_settings
+from jsonargparse import Namespace, set_parsing_settings
 from lightning import LightningDataModule
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.cli import LightningCLI
 
@@ -20,8 +23,13 @@ from grpo_lightning.callbacks import (
     HFExport,
     PredictionCSVWriter,
     ProgressBar,
+    RunCheckpoint,
     SaveTokenizer,
 )
+from grpo_lightning.config import LossConfig, WeightingConfig
+from grpo_lightning.data.generated import GeneratedOpinions
+from grpo_lightning.data.module import PreferenceDataModule, source_settings
+from grpo_lightning.data.tokenization import read_checkpoint
 from grpo_lightning.errors import (
     CHECKPOINT_READ_ERRORS,
     TRACEBACK_ENV,
@@ -45,12 +53,16 @@ class GroupRobustCLI(LightningCLI):
         parser.link_arguments("data.train_group_counts", "model.group_counts", apply_on="instantiate")
         parser.link_arguments("data.tokenizer", "model.tokenizer", apply_on="instantiate")
         parser.link_arguments("data.accumulate_grad_batches", "model.accumulate_grad_batches", apply_on="instantiate")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
+        # last.ckpt after every validation, every 100 steps and when a signal stops the run; no other
+        # files (save_top_k 0). See RunCheckpoint and docs/reliability.md.
         parser.set_defaults(
             {
                 "data": {"class_path": "grpo_lightning.data.PreferenceDataModule"},
                 "checkpoint.save_last": True,
                 "checkpoint.save_top_k": 0,
+                "checkpoint.every_n_train_steps": 100,
+                "checkpoint.save_on_exception": True,
             }
         )
         parser.add_lightning_class_args(GroupWeightFigure, "group_weight_figure")
@@ -62,12 +74,26 @@ class GroupRobustCLI(LightningCLI):
         parser.add_lightning_class_args(GroupSummary, "summary")
 
     def before_instantiate_classes(self) -> None:
-        # The module optimises manually (the α step needs the whole optimizer step first), so the
-        # Trainer's own accumulation and clipping are redirected to their equivalents here.
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer, data, model = cfg.trainer, cfg.data, cfg.model
-        if cfg.get("ckpt_path") == "last" and not cfg.checkpoint.get("dirpath"):
-            cfg.ckpt_path = _latest_last_checkpoint(trainer.get("logger"))
+        asked = ckpt_path = cfg.get("ckpt_path")
+        if asked == "last":
+            ckpt_path = cfg.ckpt_path = _last_checkpoint(cfg.checkpoint.get("dirpath"), trainer.get("logger"))
+        ckpt = read_checkpoint(ckpt_path) if ckpt_path and Path(ckpt_path).is_file() else None
+        if ckpt is not None and self.subcommand in (None, "fit"):
+            differences = _method_differences(ckpt, cfg)
+            if differences and asked == "last":
+                raise ValueError(
+                    f"--ckpt_path last is {ckpt_path}, a run with other method settings: "
+                    + "; ".join(differences)
+                    + ". Resuming it would mix two runs: give this run its own logger name "
+                    "(--trainer.logger.init_args.name) or pass that checkpoint's path to resume it anyway."
+                )
+            for difference in differences:
+                log.warning("resuming %s with other settings: %s", ckpt_path, difference)
+        _choose_tokenizer(self.subcommand, cfg, ckpt_path, ckpt)
+        # The module optimises manually (the α step needs the whole optimizer step first), so the
+        # Trainer's own accumulation and clipping are redirected to their equivalents here.
         init = data.init_args if "init_args" in data else data
         if trainer.get("accumulate_grad_batches", 1) not in (None, 1):
             log.info(
@@ -108,10 +134,19 @@ class GroupRobustCLI(LightningCLI):
         return super()._instantiate_trainer(config, callbacks)
 
 
+def _last_checkpoint(dirpath: str | None, logger) -> str:
+    """``--ckpt_path last``: the newest ``last*.ckpt`` in ``checkpoint.dirpath`` (left as
+    ``last`` for Lightning, which warns and starts afresh, when there is none) or, with the default
+    per-version checkpoint folders, in the newest run under the logger's name."""
+    if dirpath:
+        found = sorted(Path(dirpath).glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+        return str(found[-1]) if found else "last"
+    return _latest_last_checkpoint(logger)
+
+
 def _latest_last_checkpoint(logger) -> str:
-    """``--ckpt_path last`` with the default per-version checkpoint folders: the newest
-    ``<save_dir>/<name>/version_*/checkpoints/last.ckpt`` of the configured logger (Lightning alone
-    would look in the new run's empty folder and silently start from scratch)."""
+    """The newest ``<save_dir>/<name>/version_*/checkpoints/last.ckpt`` of the configured logger
+    (Lightning alone would look in the new run's empty folder and silently start from scratch)."""
     init = (logger.get("init_args") if hasattr(logger, "get") else None) or {}
     root = Path(init.get("save_dir") or "lightning_logs") / (init.get("name") or "")
     found = sorted(root.glob("version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
@@ -119,6 +154,92 @@ def _latest_last_checkpoint(logger) -> str:
         raise FileNotFoundError(f"--ckpt_path last: no version_*/checkpoints/last.ckpt under {root}")
     log.info("--ckpt_path last -> %s", found[-1])
     return str(found[-1])
+
+
+def _plain(value: Any) -> Any:
+    return value.as_dict() if isinstance(value, Namespace) else value
+
+
+def _data_class(data) -> type | None:
+    class_path = data.get("class_path") if hasattr(data, "get") else None
+    if not class_path:
+        return None
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def _method_differences(ckpt: dict[str, Any], cfg) -> list[str]:
+    """The method settings (loss, β, weighting, groups, data source) in which the run that wrote
+    ``ckpt`` and this configuration differ, each as ``setting: checkpoint value != this run's``."""
+    saved = ckpt.get("hyper_parameters") or {}
+    model = cfg.model
+    ours = {
+        "model.loss": asdict(LossConfig(**(_plain(model.get("loss")) or {}))),
+        "model.weighting": asdict(WeightingConfig(**(_plain(model.get("weighting")) or {}))),
+    }
+    out = []
+    for key, current in ours.items():
+        theirs = saved.get(key.split(".")[1])
+        if theirs is None:
+            continue
+        for field, value in current.items():
+            if field in theirs and theirs[field] != value:
+                out.append(f"{key}.{field}: {theirs[field]!r} != {value!r}")
+    data = cfg.data
+    init = _plain(data.get("init_args") if "init_args" in data else data) or {}
+    data_cls = _data_class(data)
+    groups = init.get("groups")
+    if groups is not None and ckpt.get("group_names") is not None and list(groups) != list(ckpt["group_names"]):
+        out.append(f"data.groups: {list(ckpt['group_names'])} != {list(groups)}")
+    if data_cls is not None and issubclass(data_cls, PreferenceDataModule):
+        theirs = (ckpt.get(data_cls.__qualname__) or {}).get("source")
+        generated = init.get("generated")
+        current = source_settings(
+            init.get("path"),
+            init.get("hub_id"),
+            init.get("hub_split", "train"),
+            GeneratedOpinions(**generated) if generated else None,
+        )
+        if theirs is not None and theirs != current:
+            out.append(f"data source: {theirs} != {current}")
+    return out
+
+
+def _choose_tokenizer(subcommand: str | None, cfg, ckpt_path: str | None, ckpt: dict[str, Any] | None) -> None:
+    """Which tokenizer the data uses: a run's own (the one in ``--ckpt_path``, else the run's saved
+    ``tokenizer`` folder) whenever a checkpoint is given, never one trained on the new data; a
+    pretrained policy's own unless ``data.tokenizer`` names another; a new one is trained only for
+    a fresh ``fit`` of the tiny model."""
+    data = cfg.data
+    data_cls = _data_class(data)
+    if data_cls is None or not issubclass(data_cls, PreferenceDataModule) or "init_args" not in data:
+        return
+    init = data.init_args
+    if ckpt is not None:
+        saved_dir = Path(ckpt_path).parent.parent / "tokenizer"
+        source = ckpt_path if ckpt.get("tokenizer") else str(saved_dir) if saved_dir.is_dir() else None
+        if source is not None:
+            if init.get("tokenizer") not in (None, source):
+                log.info("data.tokenizer=%s is replaced by the run's tokenizer in %s", init.tokenizer, source)
+            init.tokenizer, init.tokenizer_gguf_file = source, None
+            return
+    policy = _plain(cfg.model.get("policy")) or {}
+    policy_args = (policy.get("init_args") or {}) if isinstance(policy, dict) else {}
+    if init.get("tokenizer") is None and init.get("tokenizer_gguf_file") is None:
+        name, gguf = policy_args.get("name_or_path"), policy_args.get("gguf_file")
+        if name is not None or gguf is not None:
+            log.info("data.tokenizer: the pretrained policy's own (%s)", " / ".join(x for x in (name, gguf) if x))
+            init.tokenizer, init.tokenizer_gguf_file = name, gguf
+            return
+        if ckpt is not None or subcommand not in (None, "fit"):
+            raise ValueError(
+                f"{'--ckpt_path ' + str(ckpt_path) + ' holds no tokenizer' if ckpt is not None else 'no --ckpt_path'}"
+                " and data.tokenizer is not set: a tokenizer trained on this data would not be the model's. "
+                "Pass the run's checkpoint (--ckpt_path) or its tokenizer folder (--data.tokenizer)."
+            )
 
 
 class _ParseOnlyCLI(GroupRobustCLI):
@@ -146,6 +267,8 @@ def main(args: list[str] | None = None, run: bool = True, instantiate: bool = Tr
     # rank-zero loggers Lightning imported last).
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_drop_litlogger_tip)
+    # Checkpoints of manual optimisation hold the state after the step, which is what a resume continues from.
+    warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization")
     # omegaconf+ resolves ${...} interpolations after all configs and flags are merged, so an
     # interpolation follows a value given on the command line; paths like ${seed_everything}
     # are read from the top of the config.

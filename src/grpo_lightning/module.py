@@ -380,8 +380,15 @@ class GroupRobustPreferenceModule(L.LightningModule):
             }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        for key, value in self.train_loss_epoch.state_dict(prefix="train_loss_epoch.").items():
+        fresh = self.train_loss_epoch.state_dict(prefix="train_loss_epoch.")
+        for key, value in fresh.items():
             checkpoint.get("state_dict", {}).setdefault(key, value)  # checkpoints from before it existed
+        # A checkpoint written after an epoch's last batch (by the step trigger, at the epoch's end or
+        # on a signal) holds that finished epoch's mean, which Lightning resets only after saving; the
+        # resumed run starts the next epoch, whose mean starts empty.
+        progress = (checkpoint.get("loops") or {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+        if progress.get("is_last_batch") and "state_dict" in checkpoint:
+            checkpoint["state_dict"].update(fresh)
         # A run with precompute_ref_logps freed its reference copy, so its checkpoints hold none:
         # keep this module's (the same initial weights), and drop a saved one this module lacks.
         state, prefix = checkpoint.get("state_dict"), "policy.reference."
@@ -406,3 +413,34 @@ class GroupRobustPreferenceModule(L.LightningModule):
                 f"the checkpoint was trained on groups {list(saved)} but this run has {self.group_names} "
                 f"({diff}); resuming would mix up the group weights. Use the same data and data.groups."
             )
+        self._check_vocabulary(checkpoint)
+
+    def _check_vocabulary(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse a checkpoint whose tokenizer or embedding size is not this module's, before any
+        weight is loaded: token ids of another tokenizer would silently read the wrong embeddings
+        (and another size fails deep inside ``load_state_dict``)."""
+        saved = checkpoint.get("tokenizer")
+        if saved and self.tokenizer is not None and hasattr(self.tokenizer, "get_vocab"):
+            from tokenizers import Tokenizer
+
+            theirs, ours = Tokenizer.from_str(saved["json"]).get_vocab(), self.tokenizer.get_vocab()
+            if theirs != ours:
+                moved = sum(ours.get(token) != i for token, i in theirs.items())
+                raise ValueError(
+                    f"the checkpoint's tokenizer has {len(theirs)} tokens, this run's {len(ours)}, and {moved} of "
+                    "the checkpoint's tokens have another id or none here: the weights would read the wrong "
+                    "embeddings. Use the checkpoint's tokenizer (grpo does with --ckpt_path; or data.tokenizer=<ckpt>)"
+                )
+        embeddings = getattr(getattr(self.policy, "model", None), "get_input_embeddings", lambda: None)()
+        if embeddings is None or "state_dict" not in checkpoint:
+            return
+        for name, param in self.named_parameters():
+            if param is embeddings.weight and name in checkpoint["state_dict"]:
+                rows = checkpoint["state_dict"][name].shape[0]
+                if rows != param.shape[0]:
+                    raise ValueError(
+                        f"the checkpoint's vocabulary has {rows} tokens (embedding rows) but this run's model "
+                        f"{param.shape[0]} (from a tokenizer of {len(self.tokenizer) if self.tokenizer else '?'} "
+                        "tokens): use the run's tokenizer (data.tokenizer=<ckpt>)"
+                    )
+                return

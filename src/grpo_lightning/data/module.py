@@ -7,6 +7,7 @@ import logging
 import math
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,14 @@ from grpo_lightning.data.rows import (
     row_refs,
     stratified_split,
 )
-from grpo_lightning.data.tokenization import PairCollator, count_notes, load_tokenizer, tokenize_pairs, train_tokenizer
+from grpo_lightning.data.tokenization import (
+    PairCollator,
+    count_notes,
+    load_tokenizer,
+    tokenize_pairs,
+    tokenizer_from_checkpoint,
+    train_tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +102,19 @@ class ResumableDataLoader(DataLoader):
         self._resume = {"epoch": int(state_dict["epoch"]), "batches": int(state_dict["batches"])}
 
 
+def source_settings(
+    path: str | list[str] | None, hub_id: str | None, hub_split: str, generated: GeneratedOpinions | None
+) -> dict[str, Any]:
+    """What names the data of a run (kept in its checkpoints; a resume from ``last`` compares it):
+    the resolved file path(s), the hub id and split, or the settings of the generated data."""
+    if path is not None:
+        paths = [path] if isinstance(path, str) else list(path)
+        return {"path": [str(Path(p).resolve()) for p in paths]}
+    if hub_id is not None:
+        return {"hub_id": hub_id, "hub_split": hub_split}
+    return {"generated": asdict(generated or GeneratedOpinions())}
+
+
 def _empty_tokenized(split: datasets.Dataset) -> datasets.Dataset:
     """An empty split with the columns tokenisation adds (a split can be empty, e.g. with a
     split fraction of 0 or very few prompts)."""
@@ -129,8 +150,10 @@ class PreferenceDataModule(L.LightningDataModule):
         groups: the groups to train on, in this order (ids 0..K-1). ``None``: every group in the
             data, sorted by name. A listed group absent from the data is an error; rows of
             unlisted groups are skipped and counted. Labels in the data lose surrounding whitespace.
-        tokenizer: a tokenizer hub id or directory; ``None`` trains a byte-level BPE tokeniser on
-            the training texts (for the tiny default model) and saves it with the run.
+        tokenizer: a tokenizer hub id or directory, or a run's ``.ckpt`` file (the tokenizer saved
+            in it); ``None`` trains a byte-level BPE tokeniser on the training texts (for a fresh
+            ``fit`` of the tiny model; the CLI sets the checkpoint's tokenizer with ``--ckpt_path``
+            and a pretrained policy's own otherwise) and saves it with the run.
         tokenizer_vocab_size: vocabulary size of that trained tokeniser.
         tokenizer_gguf_file: read the tokenizer from this GGUF file: a file name inside the
             ``tokenizer`` directory, or a full path when ``tokenizer`` is ``None``.
@@ -380,10 +403,18 @@ class PreferenceDataModule(L.LightningDataModule):
         name, gguf = self.tokenizer_name, self.tokenizer_gguf_file
         if gguf is not None and name is None:  # a full path to a GGUF file
             name, gguf = str(Path(gguf).parent), Path(gguf).name
+        if name is not None and gguf is None and name.endswith(".ckpt") and Path(name).is_file():
+            log.info("using the tokenizer saved in %s", name)
+            return tokenizer_from_checkpoint(name)
         if name is not None:
             return load_tokenizer(name, gguf_file=gguf)
         texts = [p + c for p, c in zip(train["prompt"], train["chosen"], strict=True)] + list(train["rejected"])
         return train_tokenizer(texts, self.tokenizer_vocab_size)
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        # Saved in every checkpoint, so resuming from ``last`` can refuse another run's data.
+        return {"source": source_settings(self.path, self.hub_id, self.hub_split, self.generated)}
 
     # ---------------------------------------------------------------- linked into the model
     @property

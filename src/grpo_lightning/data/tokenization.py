@@ -71,6 +71,36 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False, gguf_f
     return tok
 
 
+# The special tokens a checkpoint's tokenizer entry can restore (single tokens, not lists).
+_SPECIAL_TOKENS = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token")
+
+
+def tokenizer_from_entry(entry: dict[str, Any]):
+    """The tokenizer a checkpoint holds (``checkpoint["tokenizer"]``: the backend's JSON and the
+    special tokens), as a fast tokenizer: the same token ids, EOS and padding as at training."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    special = {k: v for k, v in (entry.get("special_tokens") or {}).items() if k in _SPECIAL_TOKENS}
+    return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(entry["json"]), **special)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A Lightning checkpoint's contents, memory-mapped (tensors are read only when touched) and
+    with ``weights_only=True`` (our checkpoints hold plain data besides tensors)."""
+    import torch
+
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def tokenizer_from_checkpoint(path: str | Path):
+    """The tokenizer stored in the checkpoint ``path`` (see :func:`tokenizer_from_entry`)."""
+    entry = read_checkpoint(path).get("tokenizer")
+    if not entry:
+        raise ValueError(f"{path} holds no tokenizer; name the run's tokenizer with data.tokenizer")
+    return tokenizer_from_entry(entry)
+
+
 def tokenize_pairs(
     batch: dict[str, list],
     *,
