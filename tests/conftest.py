@@ -89,7 +89,22 @@ def goqa_csv(tmp_path_factory):
     return path
 
 
-#: CLI flags that shrink the default config to a tiny model on 100 generated pairs.
+#: CLI flags that shrink the default config's data: 100 generated training pairs, 4 val and 4 test
+#: pairs per group, short sequences.
+TINY_DATA_FLAGS = [
+    "--data.init_args.generated.num_pairs",
+    "100",
+    "--data.init_args.generated.val_pairs_per_group",
+    "4",
+    "--data.init_args.generated.test_pairs_per_group",
+    "4",
+    "--data.init_args.max_length",
+    "64",
+    "--data.init_args.max_prompt_length",
+    "56",
+]
+
+#: CLI flags that shrink the default config's model.
 TINY_MODEL_FLAGS = [
     "--model.policy.init_args.tiny.hidden_size",
     "32",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_MODEL_FLAGS
+from conftest import TINY_DATA_FLAGS, TINY_MODEL_FLAGS
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from grpo_lightning.cli import main
@@ -18,12 +18,7 @@ from grpo_lightning.metrics import eval_tags, train_tags
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
-    "--data.init_args.generated.num_pairs",
-    "100",
-    "--data.init_args.max_length",
-    "64",
-    "--data.init_args.max_prompt_length",
-    "56",
+    *TINY_DATA_FLAGS,
     "--data.init_args.batch_size",
     "8",
     *TINY_MODEL_FLAGS,

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import TINY_MODEL_FLAGS
+from conftest import TINY_DATA_FLAGS, TINY_MODEL_FLAGS
 
 from grpo_lightning import compare
 from grpo_lightning.cli import main as grpo
@@ -35,12 +35,7 @@ def two_runs(tmp_path_factory):
                 str(ROOT / "configs/default.yaml"),
                 "--seed_everything",
                 str(seed),
-                "--data.init_args.generated.num_pairs",
-                "60",
-                "--data.init_args.max_length",
-                "64",
-                "--data.init_args.max_prompt_length",
-                "56",
+                *TINY_DATA_FLAGS,
                 "--data.init_args.batch_size",
                 "16",
                 *TINY_MODEL_FLAGS,

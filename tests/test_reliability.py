@@ -11,6 +11,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import TINY_DATA_FLAGS
 
 from grpo_lightning.config import LossConfig, WeightingConfig
 from grpo_lightning.core.weighting import exponentiated_gradient_step
@@ -644,12 +645,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_CLI = [
     "--config",
     str(ROOT / "configs/default.yaml"),
-    "--data.init_args.generated.num_pairs",
-    "100",
-    "--data.init_args.max_length",
-    "64",
-    "--data.init_args.max_prompt_length",
-    "56",
+    *TINY_DATA_FLAGS,
     "--trainer.logger",
     "false",
     "--trainer.max_steps",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
-from conftest import TINY_MODEL_FLAGS
+from conftest import TINY_DATA_FLAGS, TINY_MODEL_FLAGS
 from lightning.pytorch.loggers import CSVLogger
 
 from grpo_lightning.callbacks import GroupSummary, ProgressBar, format_summary
@@ -98,12 +98,7 @@ def test_cli_fit_shows_a_bar_writes_the_summary_and_no_known_warnings(tmp_path, 
         "fit",
         "--config",
         str(ROOT / "configs/default.yaml"),
-        "--data.init_args.generated.num_pairs",
-        "60",
-        "--data.init_args.max_length",
-        "64",
-        "--data.init_args.max_prompt_length",
-        "56",
+        *TINY_DATA_FLAGS,
         "--data.init_args.batch_size",
         "16",
         *TINY_MODEL_FLAGS,
