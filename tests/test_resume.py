@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-STEPS_PER_EPOCH = 6  # 60 generated pairs → 46 training pairs, batch 8
+STEPS_PER_EPOCH = 6  # 60 generated pairs split 80/10/10 per group → 46 training pairs, batch 8
 KILL_AFTER_STEP = 8  # in the middle of the second epoch
 
 CONFIG = """\
@@ -47,7 +47,7 @@ model:
 data:
   class_path: grpo_lightning.data.PreferenceDataModule
   init_args:
-    generated: {{num_pairs: 60, val_pairs_per_group: 2, test_pairs_per_group: 2}}
+    generated: {{num_pairs: 60, val_pairs_per_group: 0, test_pairs_per_group: 0}}
     max_length: 64
     max_prompt_length: 56
     batch_size: 8
