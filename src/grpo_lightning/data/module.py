@@ -367,12 +367,15 @@ class PreferenceDataModule(L.LightningDataModule):
                     f"{split}/worst_group_loss",
                     split,
                 )
+        # A group with N_g of N training pairs is expected N_g·B/N times in a step of B pairs; below
+        # one, most steps miss it (its α entry waits and its loss estimate rests on one pair or so).
         step = self.batch_size * self.accumulate_grad_batches
-        small = {names[g]: int(counts[g]) for g in range(len(names)) if counts[g] < step}
+        expected = counts.double() * step / counts.sum()
+        small = {names[g]: round(float(expected[g]), 2) for g in range(len(names)) if expected[g] < 1}
         if small:
             log.warning(
-                "%s: group(s) with fewer training pairs than one optimizer step (%d pairs): %s; most steps "
-                "will not see them and their loss estimate is noisy",
+                "%s: group(s) expected less than once per optimizer step of %d pairs (expected pairs per step "
+                "%s); most steps will not see them and their loss estimate is noisy",
                 self.source_name,
                 step,
                 small,
