@@ -14,6 +14,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from grpo_lightning.callbacks import GroupWeightFigure, HFExport, PredictionCSVWriter, SaveTokenizer
 from grpo_lightning.module import GroupRobustPreferenceModule
+from grpo_lightning.opinion_alignment import OpinionAlignment
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class GroupRobustCLI(LightningCLI):
         parser.add_lightning_class_args(SaveTokenizer, "save_tokenizer")
         parser.add_lightning_class_args(HFExport, "export")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(OpinionAlignment, "opinion_alignment")  # GOQA data only
 
     def before_instantiate_classes(self) -> None:
         # The module optimises manually (the α step needs the whole optimizer step first), so the
