@@ -161,7 +161,9 @@ class AuthorsPlateauSchedule(Callback):
         if cut:
             self.cut(trainer, pl_module)
         if self.min_rate(trainer) < self.min_lr * 1.001:
-            log.info("learning rate %.3g is below %.3g: stopping (the authors' rule)", self.min_rate(trainer), self.min_lr)
+            log.info(
+                "learning rate %.3g is below %.3g: stopping (the authors' rule)", self.min_rate(trainer), self.min_lr
+            )
             trainer.should_stop = True
 
     @staticmethod
