@@ -57,6 +57,8 @@ class WeightingConfig:
             updated after it (the usual online-learning order; no extra compute).
         weights: user-given group weights for ``importance`` (normalised to sum 1), in the order
             of the groups.
+        chi_scaled_step: ``robust`` only: the α step uses η_α · χ, as the authors' bandit code does
+            (α ← α ⊙ exp(η_α χ L̂)/Z); the paper's Algorithm 1 uses η_α (default ``false``).
     """
 
     name: str = "uniform"
@@ -65,6 +67,7 @@ class WeightingConfig:
     estimator: str = "mean"
     alpha_order: str = "paper"
     weights: list[float] | None = field(default=None)
+    chi_scaled_step: bool = False
 
     def __post_init__(self) -> None:
         if self.name not in WEIGHTINGS:
@@ -84,7 +87,11 @@ class WeightingConfig:
 
     def build(self) -> GroupWeighting:
         return WEIGHTINGS[self.name](
-            step_size=self.step_size, chi=self.chi, estimator=self.estimator, weights=self.weights
+            step_size=self.step_size,
+            chi=self.chi,
+            estimator=self.estimator,
+            weights=self.weights,
+            chi_scaled_step=self.chi_scaled_step,
         )
 
 

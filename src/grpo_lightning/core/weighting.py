@@ -47,7 +47,9 @@ def group_loss_estimate(
             estimate of L_g when pairs are sampled uniformly. The paper's code uses
             (N / N_g) · S_g without the 1/n (its ``divide_by_totalcount``); we divide by n so
             the estimate does not depend on the batch size or on how a step is split into
-            micro-batches. Multiply the paper's η_α by its micro-batch size to compare.
+            micro-batches. The α update here runs once per optimizer step, so the same α movement
+            per step as the code's takes η_α = (the code's η_α) × n, the step's pair count (GOQA:
+            5e-7 × 16 = 8e-6; the code steps α once per micro-batch of 8, twice per step of 16).
             ``sum``: S_g itself, so that Σ_g w_g L̂_g weights each pair of group g by w_g
             alone rather than by w_g / n_g. This is the per-pair weighting of the paper's
             bandit code for the closed-form GR-IPO regression; it is not an estimate of L_g
@@ -146,6 +148,7 @@ class GroupWeighting:
         chi: float = 1.0,
         estimator: str = "mean",
         weights: Sequence[float] | None = None,
+        chi_scaled_step: bool = False,
     ) -> None:
         if step_size < 0 or not math.isfinite(step_size):
             raise ValueError(f"weighting.step_size must be a finite number >= 0, got {step_size}")
@@ -159,6 +162,7 @@ class GroupWeighting:
         self.chi = chi
         self.estimator = self.forced_estimator or estimator
         self.user_weights = None if weights is None else list(weights)
+        self.chi_scaled_step = chi_scaled_step
 
     def initial_log_alpha(self, train_counts: torch.Tensor) -> torch.Tensor:
         k = train_counts.numel()
@@ -214,7 +218,14 @@ class RobustWeighting(GroupWeighting):
     ) -> torch.Tensor:
         # The group mean of an absent group is unknown, not 0: only observed groups move.
         mask = present if self.estimator == "mean" else None
-        return exponentiated_gradient_step(log_alpha, group_losses, self.step_size, mask)
+        return exponentiated_gradient_step(log_alpha, group_losses, self.effective_step_size, mask)
+
+    @property
+    def effective_step_size(self) -> float:
+        """η_α, or η_α · χ with ``chi_scaled_step``: the authors' bandit code multiplies the exponent by χ,
+        α ← α ⊙ exp(η_α χ L̂) / Z (rsshyam/GRPO-bandits, ``group_robust_dpo_vectorised_gradfix.py``), so in their χ
+        ablation a smaller χ also slows α. Algorithm 1 and §4 of the paper have no χ in the α step (the default)."""
+        return self.step_size * (self.chi if self.chi_scaled_step else 1.0)
 
     def weights(self, log_alpha: torch.Tensor) -> torch.Tensor:
         return mix_with_uniform(log_alpha.exp(), self.chi)
