@@ -148,8 +148,9 @@ class CausalLM(PolicySpec):
     Args:
         name_or_path: a hub id or a local directory for ``from_pretrained``; ``None`` builds the
             ``tiny`` architecture from its config (the tokenizer then comes from the data).
-        gguf_file: a GGUF file name inside ``name_or_path`` (or a full path to one), loaded
-            through transformers' GGUF support (needs the ``gguf`` package).
+        gguf_file: a GGUF file name inside ``name_or_path`` (or a full path to one, or
+            ``package://<module>/<file>`` inside an installed package, see
+            :mod:`grpo_lightning.package_files`), loaded through transformers' GGUF support (needs ``gguf``).
         tiny: the architecture used when ``name_or_path`` is ``None``.
         revision: hub revision for ``from_pretrained``.
         dtype: parameter dtype (``float32``, ``bfloat16``, ``float16``).
@@ -239,7 +240,9 @@ class CausalLM(PolicySpec):
                 torch.manual_seed(self.tiny.seed)
                 model = AutoModelForCausalLM.from_config(cfg, dtype=self.dtype)
             return model
-        source, gguf = self.name_or_path, self.gguf_file
+        from grpo_lightning.package_files import resolve
+
+        source, gguf = self.name_or_path, resolve(self.gguf_file)
         if gguf is not None and source is None:
             from pathlib import Path
 
