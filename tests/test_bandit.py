@@ -324,3 +324,38 @@ def test_compiled_step_equals_eager():
     compiled = run_family(data, seeds, specs, compile=True, **kw)
     torch.testing.assert_close(compiled.theta, eager.theta, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(compiled.weights, eager.weights, rtol=1e-10, atol=1e-12)
+
+
+def test_chi_scaled_alpha_step_as_the_authors_code():
+    """``chi_scaled_alpha_step``: α ← α ⊙ exp(η_α χ L̂)/Z (rsshyam/GRPO-bandits). The data of the hand-worked GR-DPO
+    step above, χ = 0.5, η_α = 1: α¹₀ = 1/(1 + e^{0.5 (L₁ − L₀)}) instead of 1/(1 + e^{L₁ − L₀}), and the weights
+    w = (1 − χ)/2 + χ α¹."""
+    l1, l2, l3 = math.log1p(math.exp(-1)), math.log(2), math.log1p(math.e)
+    big_l0, big_l1 = (l1 + l2) / 2, l3
+    for scaled, eta in ((False, 1.0), (True, 0.5)):
+        res = run_family(
+            _tiny_data(), [0], [RunSpec("gr_dpo", chi=0.5)], loss_type="dpo", beta=1.0, lr=0.1, alpha_step=1.0,
+            steps=1, feature_type="same", chi_scaled_alpha_step=scaled,
+        )  # fmt: skip
+        a0 = 1.0 / (1.0 + math.exp(eta * (big_l1 - big_l0)))
+        torch.testing.assert_close(res.log_alpha[0].exp(), torch.tensor([a0, 1 - a0], dtype=D))
+        torch.testing.assert_close(res.weights[0], torch.tensor([0.25 + 0.5 * a0, 0.25 + 0.5 * (1 - a0)], dtype=D))
+
+
+def test_code_ipo_weighting_divides_the_alpha_loss_by_the_count_twice():
+    """``--ipo-weighting code``: the authors' closed-form GR-IPO steps α with S_g / N_g² (their code divides the
+    group loss by the group count twice), ``paper`` with the mean S_g / N_g; both weight θ's pairs by w_g."""
+    data = make_data([2021], DataConfig(weight=0.2, uneven=True))
+    tr = data["train"]
+    idx = torch.arange(tr["group"].shape[1])
+    delta = tr["features"][0, idx, tr["chosen"][0]] - tr["features"][0, idx, tr["rejected"][0]]
+    losses = (delta @ data["theta0"][0] - 5.0) ** 2  # IPO at θ⁰, β = 0.1: (h − 1/(2β))²
+    counts = torch.bincount(tr["group"][0], minlength=2).to(D)
+    sums = group_sums(losses, tr["group"][0], 2)
+    for mode, divisor in (("paper", counts), ("code", counts**2)):
+        res = run_family(
+            data, [2021], [RunSpec("gr_ipo")], loss_type="ipo", beta=0.1, alpha_step=0.01, steps=1,
+            feature_type="swapped", closed_form=True, ipo_weighting=mode,
+        )  # fmt: skip
+        expected = torch.log_softmax(torch.log(torch.tensor([0.5, 0.5], dtype=D)) + 0.01 * sums / divisor, dim=-1)
+        torch.testing.assert_close(res.log_alpha[0], expected)

@@ -159,6 +159,8 @@ def _external_model(config: Path) -> str | None:
     policy = (yaml.safe_load(config.read_text()).get("model") or {}).get("policy") or {}
     args = policy.get("init_args") or {}
     gguf, name = args.get("gguf_file"), args.get("name_or_path")
+    if gguf and str(gguf).startswith("package://"):
+        return f"GGUF file {gguf} inside a package (a real model: too slow to load for every test run)"
     if gguf and not (ROOT / gguf).is_file() and not Path(gguf).is_file():
         return f"GGUF file {gguf} is not installed"
     if name and not str(name).startswith("$") and not Path(name).exists():

@@ -366,3 +366,19 @@ def test_weighting_config_builds_the_new_settings():
     assert WeightingConfig(name="cvar", rho=0.25).build().rho == 0.25
     assert WeightingConfig(name="tilted", tilt=3.0).build().tilt == 3.0
     assert WeightingConfig(name="cvar").build().rho == 0.5  # the class default
+
+
+def test_chi_scaled_step_hand_numbers():
+    """``chi_scaled_step`` (the authors' bandit code): η_α χ in the exponent. K = 2, α = (½, ½), L̂ = (1, 0), η_α = 1,
+    χ = 0.5: α₀ = e^{0.5}/(e^{0.5} + 1) = 0.6224593 (without it: e/(e + 1) = 0.7310586); w = 0.25 + 0.5 α."""
+    from grpo_lightning.config import WeightingConfig
+
+    log_alpha = torch.log(torch.tensor([0.5, 0.5], dtype=torch.float64))
+    losses = torch.tensor([1.0, 0.0], dtype=torch.float64)
+    for scaled, a0 in ((True, 0.6224593312), (False, 0.7310585786)):
+        w = WeightingConfig(name="robust", step_size=1.0, chi=0.5, estimator="scaled_sum", chi_scaled_step=scaled)
+        weighting = w.build()
+        new = weighting.update(log_alpha, losses)
+        assert new.exp()[0].item() == pytest.approx(a0, abs=1e-9)
+        assert weighting.weights(new)[0].item() == pytest.approx(0.25 + 0.5 * a0, abs=1e-9)
+    assert math.isclose(0.6224593312, math.exp(0.5) / (math.exp(0.5) + 1), rel_tol=1e-9)

@@ -142,7 +142,7 @@ def test_parse_options_rejects(text: str) -> None:
 
 def test_exact_prompt_and_bare_letter_responses(table: datasets.Dataset) -> None:
     pairs, _ = build_goqa_pairs(table, groups=("Japan",))
-    assert pairs.column_names == ["prompt", "chosen", "rejected", "group", "sft_target", "question_id"]
+    assert pairs.column_names == ["prompt", "chosen", "rejected", "group", "sft_target", "question_id", "shares"]
     assert pairs[0]["prompt"] == (
         "Opinion of people in Japan on: Do you like tea?\nPlease select the best response:\nA. Yes\nB. No\nC. Don't know"
     )

@@ -118,3 +118,40 @@ def test_lora_module_trains(tiny_dm_factory):
     for n, p in module.policy.named_parameters():
         if n in frozen:
             assert torch.equal(p, frozen[n]), n
+
+
+def test_continued_sft_adapter_trains_the_same_adapter_weights(tmp_path, tiny_dm_factory):
+    """``adapter``: the policy keeps training the SFT adapter (the authors' code) and the reference is the SFT model."""
+    from grpo_lightning.config import LossConfig, WeightingConfig
+    from grpo_lightning.module import GroupRobustPreferenceModule
+
+    dm = tiny_dm_factory(batch_size=8)
+    sft = CausalLM(tiny=TINY, lora=LORA).build(dm.tokenizer)
+    _nudge_adapters(sft.model)
+    sft.model.save_pretrained(str(tmp_path / "hf_adapter"))
+    saved = {n: p.detach().clone() for n, p in sft.model.named_parameters() if "lora_" in n}
+
+    module = GroupRobustPreferenceModule(
+        policy=CausalLM(tiny=TINY, lora=LORA, adapter=str(tmp_path / "hf_adapter")),
+        loss=LossConfig(name="ipo"),
+        weighting=WeightingConfig(name="robust", step_size=0.5),
+        group_names=dm.group_names,
+        group_counts=dm.train_group_counts,
+        tokenizer=dm.tokenizer,
+    )
+    policy = module.policy
+    trainable = {n: p for n, p in policy.model.named_parameters() if p.requires_grad}
+    assert set(trainable) == set(saved) and all(torch.equal(trainable[n], saved[n]) for n in saved)  # same weights
+    batch = _batch()
+    sft_logps = sft.pair_logps(batch)
+    for got, want in zip(policy.reference_pair_logps(batch), sft_logps, strict=True):
+        torch.testing.assert_close(got, want)  # reference = base + SFT adapter, not the base model
+    for got, want in zip(policy.pair_logps(batch), sft_logps, strict=True):
+        torch.testing.assert_close(got, want)
+    frozen = {n: p.clone() for n, p in policy.named_parameters() if not p.requires_grad}
+    fit_quietly(module, dm, max_steps=2)
+    moved = [n for n, p in policy.model.named_parameters() if n in saved and not torch.equal(p, saved[n])]
+    assert moved  # the SFT adapter itself trained
+    for n, p in policy.named_parameters():
+        if n in frozen:
+            assert torch.equal(p, frozen[n]), n  # base and reference did not

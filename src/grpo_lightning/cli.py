@@ -40,6 +40,7 @@ from grpo_lightning.errors import (
     user_message,
 )
 from grpo_lightning.module import GroupRobustPreferenceModule
+from grpo_lightning.opinion_alignment import OpinionAlignment
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class GroupRobustCLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(ProgressBar, "progress_bar")
         parser.add_lightning_class_args(GroupSummary, "summary")
+        parser.add_lightning_class_args(OpinionAlignment, "opinion_alignment")  # GOQA data only
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config

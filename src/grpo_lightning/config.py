@@ -62,6 +62,8 @@ class WeightingConfig:
             L̂_g + C/√N_g (Sagawa et al., ICLR 2020, eq. 5), in the units of the loss; 0 = off.
         rho: ρ ∈ (0, 1] of ``cvar`` (default 0.5): the share of groups averaged, worst first.
         tilt: t ≥ 0 of ``tilted`` (default 1.0), in 1 / loss units: 0 = group average, large = worst group.
+        chi_scaled_step: ``robust`` only: the α step uses η_α · χ, as the authors' bandit code does
+            (α ← α ⊙ exp(η_α χ L̂)/Z); the paper's Algorithm 1 uses η_α (default ``false``).
     """
 
     name: str = "uniform"
@@ -73,6 +75,7 @@ class WeightingConfig:
     adjustment: float = 0.0
     rho: float | None = None
     tilt: float | None = None
+    chi_scaled_step: bool = False
 
     def __post_init__(self) -> None:
         if self.name not in WEIGHTINGS:
@@ -114,6 +117,7 @@ class WeightingConfig:
             estimator=self.estimator,
             weights=self.weights,
             adjustment=self.adjustment,
+            chi_scaled_step=self.chi_scaled_step,
             **extra,
         )
 

@@ -92,7 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feature-type", default="swapped", choices=["same", "swapped", "flipped"])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--chi", type=_float_list, default=None, help="also run the χ ablation, e.g. 0,0.2,0.4,0.6,0.8,1")
-    p.add_argument("--ipo-weighting", default="objective", choices=list(IPO_WEIGHTING_ESTIMATOR))
+    p.add_argument(
+        "--ipo-weighting",
+        default="objective",
+        choices=list(IPO_WEIGHTING_ESTIMATOR),
+        help="closed-form GR-IPO: objective (group means), paper (per-pair w_g), code (paper + the authors' code's "
+        "double division of the alpha-step group loss by N_g)",
+    )
+    p.add_argument(
+        "--chi-scaled-alpha-step",
+        action="store_true",
+        help="alpha step exp(eta_alpha * chi * L) as the authors' bandit code (the paper: exp(eta_alpha * L))",
+    )
     p.add_argument("--ipo-steps", type=int, default=None, help="α steps of the IPO family (default 100)")
     p.add_argument("--max-steps", type=int, default=None, help="cap on gradient steps (for smoke tests)")
     p.add_argument("--eval-every", type=int, default=100)
@@ -118,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         "max_steps": args.max_steps,
         "eval_every": args.eval_every,
         "compile": args.compile,
+        "chi_scaled_alpha_step": args.chi_scaled_alpha_step,
     }
     tasks = []
     for name in scenarios:

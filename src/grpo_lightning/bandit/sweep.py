@@ -22,6 +22,19 @@ steps and code path, with the α update replaced by the registered weighting's `
 α step), ``cvar_*`` (uniform over the worst ⌈ρK⌉ groups of the step) and ``tilted_*``
 (w_g ∝ exp(t L̂_g), Li et al. 2021). Their settings, :data:`METHOD_SETTINGS`, were fixed before any
 run and not tuned.
+
+``code`` reproduces the authors' closed-form GR-IPO as written (rsshyam/GRPO-bandits,
+``algos/linear_bandit/group_robust_dpo_vectorised_gradfix.py``): the θ weighting of ``paper``, and an α step whose
+group loss is divided by the group's count twice (``group_loss /= cur_group_counts`` and, three lines later,
+``group_loss = group_loss / cur_group_counts``), i.e. L̂_g = S_g / N_g² instead of the mean S_g / N_g. With N_g in
+the hundreds this shrinks the α step by ~N_g and unevenly across groups (smaller groups move more). The paper
+describes the mean; ``paper`` follows it, ``code`` is offered to reproduce the authors' numbers.
+
+``chi_scaled_alpha_step`` multiplies η_α by χ in the α step, as the same file does
+(``np.exp(exp_step_size * group_loss * self.chi)``): in the authors' χ ablation a smaller χ also slows α.
+
+The scenarios' settings (η_θ, β, η_α, steps) are those of the authors' run scripts
+(``experiments/run_group_linear_bandit_*.py`` and their sweeps), not read off Table 1 of the paper.
 """
 
 from __future__ import annotations
@@ -52,7 +65,7 @@ FIRST_SEED = 2021
 
 @dataclass(frozen=True)
 class Scenario:
-    """A data setting and the paper's optimisation settings for it."""
+    """A data setting and the authors' optimisation settings for it (from their run scripts, not the paper's table)."""
 
     weight: float
     uneven: bool
@@ -105,7 +118,7 @@ METHOD_SETTINGS: dict[str, dict[str, float]] = {
 }
 
 #: θ-objective estimator of the robust closed-form IPO runs for each ``--ipo-weighting``.
-IPO_WEIGHTING_ESTIMATOR = {"objective": "mean", "paper": "sum"}
+IPO_WEIGHTING_ESTIMATOR = {"objective": "mean", "paper": "sum", "code": "sum"}
 
 
 @dataclass(frozen=True)
@@ -175,24 +188,36 @@ class _Pairs:
         return group_means(self.group_loss_sums(policy, loss_type, beta), self.counts)
 
 
-def build_weighting(spec: RunSpec, *, alpha_step: float, estimator: str) -> GroupWeighting:
+def build_weighting(
+    spec: RunSpec, *, alpha_step: float, estimator: str, chi_scaled_step: bool = False
+) -> GroupWeighting:
     """The core weighting of a run: the method's strategy with :data:`METHOD_SETTINGS`; adaptive ones
-    get η_α, χ and the family's θ-objective estimator."""
+    get η_α, χ and the family's θ-objective estimator (and robust the authors' χ-scaled α step)."""
     _, strategy = METHODS[spec.method]
     kwargs: dict = dict(METHOD_SETTINGS.get(spec.method, {}))
     if WEIGHTINGS[strategy].adaptive:
         kwargs.update(step_size=alpha_step, chi=spec.chi, estimator=estimator)
+    if strategy == "robust":
+        kwargs["chi_scaled_step"] = chi_scaled_step
     return WEIGHTINGS[strategy](**kwargs)
 
 
 def _run_setup(
-    specs: list[RunSpec], num_seeds: int, train_counts: torch.Tensor, *, alpha_step: float, robust_estimator
+    specs: list[RunSpec],
+    num_seeds: int,
+    train_counts: torch.Tensor,
+    *,
+    alpha_step: float,
+    robust_estimator,
+    chi_scaled_step: bool = False,
 ) -> tuple[torch.Tensor, list[tuple[GroupWeighting, slice]], list[str]]:
     """Per-run initial log α and θ-objective estimator, and each spec's weighting with its block of
     runs (runs are spec-major, so a spec's ``num_seeds`` runs are contiguous)."""
     log_alpha, blocks, estimators = [], [], []
     for i, spec in enumerate(specs):
-        weighting = build_weighting(spec, alpha_step=alpha_step, estimator=robust_estimator)
+        weighting = build_weighting(
+            spec, alpha_step=alpha_step, estimator=robust_estimator, chi_scaled_step=chi_scaled_step
+        )
         blocks.append((weighting, slice(i * num_seeds, (i + 1) * num_seeds)))
         init = weighting.initial_log_alpha(train_counts)
         log_alpha.extend([init] * num_seeds)
@@ -242,6 +267,7 @@ def run_family(
     ipo_weighting: str = "objective",
     eval_every: int = 100,
     compile: bool = False,
+    chi_scaled_alpha_step: bool = False,
 ) -> FamilyResult:
     """Train ``len(specs) × S`` runs at once on ``data`` (from :func:`~.env.make_data`).
 
@@ -249,7 +275,8 @@ def run_family(
         loss_type: ``dpo`` or ``ipo`` (the per-pair loss, also used for validation).
         closed_form: IPO's closed-form weighted least squares at each α step instead of a
             gradient step on θ (``lr`` is then unused).
-        ipo_weighting: ``objective`` or ``paper``, see the module docstring.
+        ipo_weighting: ``objective``, ``paper`` or ``code``, see the module docstring.
+        chi_scaled_alpha_step: η_α · χ in the α step (the authors' code), see the module docstring.
         eval_every: record the worst-group validation loss every this many steps (and at the end).
         compile: ``torch.compile`` the step's forward (gradient runs only). It fuses the few
             dozen small element-wise kernels of a step, several times faster on CPU after a
@@ -261,9 +288,16 @@ def run_family(
     total = float(train.size)
     robust_estimator = IPO_WEIGHTING_ESTIMATOR[ipo_weighting] if closed_form else "mean"
     log_alpha, blocks, estimators = _run_setup(
-        specs, num_seeds, train_counts, alpha_step=alpha_step, robust_estimator=robust_estimator
+        specs,
+        num_seeds,
+        train_counts,
+        alpha_step=alpha_step,
+        robust_estimator=robust_estimator,
+        chi_scaled_step=chi_scaled_alpha_step,
     )
     masks = _estimator_masks(estimators)
+    # The authors' closed-form GR-IPO divides the α step's group loss by N_g twice (see the module docstring).
+    alpha_divisor = train.counts.clamp(min=1) if (closed_form and ipo_weighting == "code") else 1.0
     policy = LogLinearPolicy(_repeat_runs(data["theta0"], m))
     est_kwargs = {"train_counts": train_counts, "total": total}
     if closed_form:
@@ -308,7 +342,8 @@ def run_family(
         if closed_form:
             with torch.no_grad():
                 sums = train.group_loss_sums(policy, loss_type, beta)
-                log_alpha = _update_weights(blocks, log_alpha, group_means(sums, train.counts), train.counts)
+                alpha_losses = group_means(sums, train.counts) / alpha_divisor
+                log_alpha = _update_weights(blocks, log_alpha, alpha_losses, train.counts)
                 weights = _block_weights(blocks, log_alpha)
                 pair_w = (weights * factor).gather(-1, train.batch["group"])  # (R, N)
                 gram = torch.einsum("rn,rni,rnj->rij", pair_w, delta, delta)
@@ -352,6 +387,7 @@ def run_scenario(
     ipo_steps: int | None = None,
     eval_every: int = 100,
     compile: bool = False,
+    chi_scaled_alpha_step: bool = False,
 ) -> dict[str, FamilyResult]:
     """All requested methods of one scenario; returns one :class:`FamilyResult` per loss family."""
     sc = SCENARIOS[name]
@@ -364,12 +400,14 @@ def run_scenario(
         out["dpo"] = run_family(
             data, seeds, dpo_specs, loss_type="dpo", beta=sc.beta, lr=sc.lr, alpha_step=sc.alpha_step,
             steps=steps, feature_type=feature_type, eval_every=eval_every, compile=compile,
+            chi_scaled_alpha_step=chi_scaled_alpha_step,
         )  # fmt: skip
     if ipo_specs:
         steps = sc.ipo_steps if ipo_steps is None else ipo_steps
         out["ipo"] = run_family(
             data, seeds, ipo_specs, loss_type="ipo", beta=sc.ipo_beta, alpha_step=sc.ipo_alpha_step, steps=steps,
             feature_type=feature_type, closed_form=True, ipo_weighting=ipo_weighting, eval_every=1,
+            chi_scaled_alpha_step=chi_scaled_alpha_step,
         )  # fmt: skip
     return out
 
@@ -382,6 +420,7 @@ def run_chi_sweep(
     max_steps: int | None = None,
     eval_every: int = 100,
     compile: bool = False,
+    chi_scaled_alpha_step: bool = False,
 ) -> FamilyResult:
     """GR-DPO on uneven-imbalanced data for each χ (w = (1 − χ)/K + χα), all χ and seeds batched."""
     sc = SCENARIOS["uneven_imbalanced"]
@@ -390,4 +429,5 @@ def run_chi_sweep(
     return run_family(
         data, seeds, [RunSpec("gr_dpo", chi=c) for c in chis], loss_type="dpo", beta=sc.beta, lr=sc.lr,
         alpha_step=sc.alpha_step, steps=steps, feature_type=feature_type, eval_every=eval_every, compile=compile,
+        chi_scaled_alpha_step=chi_scaled_alpha_step,
     )  # fmt: skip

@@ -4,6 +4,7 @@ Everything here is a function of tensors that returns new tensors; nothing keeps
 state. The LightningModule, the bandit sweep and the tests all call these same functions.
 """
 
+from grpo_lightning.core.alignment import js_distance, js_divergence, letter_distribution, opinion_alignment
 from grpo_lightning.core.groups import GroupStats, group_counts, group_means, group_stats, group_sums
 from grpo_lightning.core.logprobs import completion_logps
 from grpo_lightning.core.losses import LOSSES, LossSpec, preference_loss, register_loss
@@ -37,7 +38,11 @@ __all__ = [
     "group_means",
     "group_stats",
     "group_sums",
+    "js_distance",
+    "js_divergence",
+    "letter_distribution",
     "mix_with_uniform",
+    "opinion_alignment",
     "preference_loss",
     "register_loss",
     "register_weighting",

@@ -56,7 +56,9 @@ def group_loss_estimate(
             estimate of L_g when pairs are sampled uniformly. The paper's code uses
             (N / N_g) · S_g without the 1/n (its ``divide_by_totalcount``); we divide by n so
             the estimate does not depend on the batch size or on how a step is split into
-            micro-batches. Multiply the paper's η_α by its micro-batch size to compare.
+            micro-batches. The α update here runs once per optimizer step, so the same α movement
+            per step as the code's takes η_α = (the code's η_α) × n, the step's pair count (GOQA:
+            5e-7 × 16 = 8e-6; the code steps α once per micro-batch of 8, twice per step of 16).
             ``sum``: S_g itself, so that Σ_g w_g L̂_g weights each pair of group g by w_g
             alone rather than by w_g / n_g. This is the per-pair weighting of the paper's
             bandit code for the closed-form GR-IPO regression; it is not an estimate of L_g
@@ -226,6 +228,7 @@ class GroupWeighting:
         adjustment: float = 0.0,
         rho: float = 0.5,
         tilt: float = 1.0,
+        chi_scaled_step: bool = False,
     ) -> None:
         if not (adjustment >= 0 and math.isfinite(adjustment)):
             raise ValueError(f"weighting.adjustment must be a finite number >= 0, got {adjustment}")
@@ -246,6 +249,7 @@ class GroupWeighting:
         self.estimator = self.forced_estimator or estimator
         self.user_weights = None if weights is None else list(weights)
         self.adjustment, self.rho, self.tilt = adjustment, rho, tilt
+        self.chi_scaled_step = chi_scaled_step
 
     def initial_log_alpha(self, train_counts: torch.Tensor) -> torch.Tensor:
         k = train_counts.numel()
@@ -322,7 +326,14 @@ class RobustWeighting(GroupWeighting):
                 raise ValueError("weighting.adjustment > 0 needs the training group sizes N_g (train_counts)")
             adj = generalization_adjustment(train_counts.to(log_alpha), self.adjustment)
             group_losses = group_losses.detach().to(log_alpha) + adj
-        return exponentiated_gradient_step(log_alpha, group_losses, self.step_size, mask)
+        return exponentiated_gradient_step(log_alpha, group_losses, self.effective_step_size, mask)
+
+    @property
+    def effective_step_size(self) -> float:
+        """η_α, or η_α · χ with ``chi_scaled_step``: the authors' bandit code multiplies the exponent by χ,
+        α ← α ⊙ exp(η_α χ L̂) / Z (rsshyam/GRPO-bandits, ``group_robust_dpo_vectorised_gradfix.py``), so in their χ
+        ablation a smaller χ also slows α. Algorithm 1 and §4 of the paper have no χ in the α step (the default)."""
+        return self.step_size * (self.chi if self.chi_scaled_step else 1.0)
 
     def weights(self, log_alpha: torch.Tensor) -> torch.Tensor:
         return mix_with_uniform(log_alpha.exp(), self.chi)

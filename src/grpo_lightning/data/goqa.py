@@ -11,8 +11,9 @@ This module is pure data code.  It
 * parses the ``selections`` and ``options`` strings without evaluating code (:func:`parse_selections`,
   :func:`parse_options`),
 * builds the pairs (:func:`build_goqa_pairs`): a :class:`datasets.Dataset` with the string columns ``prompt``,
-  ``chosen``, ``rejected``, ``group`` and ``sft_target`` and the integer column ``question_id`` (the question's row
-  index, so that a splitter can keep all pairs of one prompt in the same split).
+  ``chosen``, ``rejected``, ``group`` and ``sft_target``, the integer column ``question_id`` (the question's row
+  index, so that a splitter can keep all pairs of one prompt in the same split) and ``shares``, the country's survey
+  distribution over the options (for the opinion-alignment metric of Durmus et al. 2023).
 
 Rows that cannot be used are skipped and counted per reason (see :data:`SKIP_REASONS`).
 """
@@ -66,7 +67,7 @@ SKIP_REASONS: dict[str, str] = {
     "no_strict_preference": "n_pairs='all' but every option has the same share, so no pair (per country)",
 }
 
-OUTPUT_COLUMNS: tuple[str, ...] = ("prompt", "chosen", "rejected", "group", "sft_target", "question_id")
+OUTPUT_COLUMNS: tuple[str, ...] = ("prompt", "chosen", "rejected", "group", "sft_target", "question_id", "shares")
 _DEFAULTDICT_PREFIX = "defaultdict(<class 'list'>,"
 _SPECIAL_FLOATS = {"nan": math.nan, "inf": math.inf, "NaN": math.nan, "Infinity": math.inf}
 _OUTPUT_FEATURES = datasets.Features(
@@ -77,6 +78,9 @@ _OUTPUT_FEATURES = datasets.Features(
         "group": datasets.Value("string"),
         "sft_target": datasets.Value("string"),
         "question_id": datasets.Value("int64"),
+        # The country's survey distribution over the options (as given, not renormalised), so that opinion
+        # alignment (core/alignment.py) can be measured on the pairs' own split.
+        "shares": datasets.Sequence(datasets.Value("float64")),
     }
 )
 
@@ -228,7 +232,8 @@ def build_goqa_pairs(
         source_name: a name for the table in the log message (e.g. the file name).
 
     Returns:
-        The pairs (columns ``prompt``, ``chosen``, ``rejected``, ``group``, ``sft_target``, ``question_id``; rows in
+        The pairs (columns ``prompt``, ``chosen``, ``rejected``, ``group``, ``sft_target``, ``question_id``,
+        ``shares``; rows in
         table order, then group order) and a :class:`collections.Counter` of skips per reason (see
         :data:`SKIP_REASONS`; only reasons that occurred).  A row whose selections lack a configured country is no
         skip, it just yields no example for that country.
@@ -311,6 +316,7 @@ def build_goqa_pairs(
                 columns["group"].append(country)
                 columns["sft_target"].append(letters[best])
                 columns["question_id"].append(question_id)
+                columns["shares"].append([float(share) for share in shares])
 
     pairs_dataset = datasets.Dataset.from_dict(columns, features=_OUTPUT_FEATURES)
     per_group = collections.Counter(columns["group"])

@@ -48,3 +48,56 @@ class GlobalOpinionQADataModule(PreferenceDataModule):
         )
         self.source_skipped = skipped
         return pairs
+
+    # ---------------------------------------------------------------- opinion alignment
+    def opinion_items(self, split: str) -> list[dict[str, Any]]:
+        """One item per (question, country) of ``split``, for the opinion-alignment metric (Durmus et al. 2023).
+
+        Each item holds ``prompt_ids`` (the pair's prompt tokens exactly as the policy sees them in training,
+        truncation included), ``letter_ids`` (the token that starts each option letter's completion after that
+        prompt, see :func:`letter_token_ids`), ``shares`` (the country's survey distribution over the options, as
+        given) and ``group_id``. With ``n_pairs`` > 1 a (question, country) has several pairs but one item.
+        """
+        cached = self.__dict__.setdefault("_opinion_items", {})
+        if split not in cached:
+            cached[split] = self._build_opinion_items(split)
+        return cached[split]
+
+    def _build_opinion_items(self, split: str) -> list[dict[str, Any]]:
+        ds = self.dataset(split)
+        if len(ds) == 0:
+            return []
+        items: dict[tuple[int, int], dict[str, Any]] = {}
+        names = ("question_id", "group_id", "prompt", "chosen_ids", "prompt_length", "shares")
+        for qid, gid, prompt, ids, plen, shares in zip(*(ds[c] for c in names), strict=True):
+            if (qid, gid) in items:
+                continue
+            items[(qid, gid)] = {
+                "prompt_ids": list(ids[:plen]),
+                "letter_ids": letter_token_ids(self.tokenizer, prompt, len(shares)),
+                "shares": list(shares),
+                "group_id": int(gid),
+            }
+        return list(items.values())
+
+
+def letter_token_ids(tokenizer, prompt: str, n_options: int) -> list[int]:
+    """The token id that starts each option letter's completion ``"A"``, ``"B"``, ... right after ``prompt``.
+
+    The same rule as :func:`grpo_lightning.data.tokenization.tokenize_pairs`, so the metric reads the token the
+    policy is trained on: the first token after the prompt in the joint encoding of prompt + letter when the
+    prompt's tokens are its prefix, else the first token of the letter encoded alone. (GOQA's completions are bare
+    letters appended to the prompt, as in the paper's code; with SmolLM2's tokenizer each letter is one token.)
+    """
+    from grpo_lightning.data.prompts import LETTERS
+
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    letters = list(LETTERS[:n_options])
+    joint = tokenizer([prompt + letter for letter in letters], add_special_tokens=False)["input_ids"]
+    alone = tokenizer(letters, add_special_tokens=False)["input_ids"]
+    out = []
+    for j, a in zip(joint, alone, strict=True):
+        out.append(j[len(prompt_ids)] if j[: len(prompt_ids)] == prompt_ids and len(j) > len(prompt_ids) else a[0])
+    if len(set(out)) != len(out):
+        raise ValueError(f"option letters share a first token after the prompt ({out}); the alignment is undefined")
+    return out

@@ -403,7 +403,9 @@ class PreferenceDataModule(L.LightningDataModule):
         return list(self.groups)
 
     def _make_tokenizer(self, train: datasets.Dataset):
-        name, gguf = self.tokenizer_name, self.tokenizer_gguf_file
+        from grpo_lightning.package_files import resolve
+
+        name, gguf = self.tokenizer_name, resolve(self.tokenizer_gguf_file)
         if gguf is not None and name is None:  # a full path to a GGUF file
             name, gguf = str(Path(gguf).parent), Path(gguf).name
         if name is not None and gguf is None and name.endswith(".ckpt") and Path(name).is_file():

@@ -81,3 +81,39 @@ class GroupPreferenceMetrics(Metric):
         out[f"{p}/rewards/rejected"] = self.rejected_reward / total
         out[f"{p}/rewards/margins"] = (self.chosen_reward - self.rejected_reward) / total
         return {k: v.float() for k, v in out.items()}
+
+
+class GroupOpinionAlignment(Metric):
+    """Per-group mean opinion alignment, 1 − Jensen–Shannon distance (base 2) between the model's letter
+    distribution and the group's survey distribution (:func:`grpo_lightning.core.alignment.opinion_alignment`),
+    averaged over the (question, group) items of a split, as Durmus et al. (2023) average over questions.
+
+    ``compute`` returns ``<prefix>/opinion_alignment/<group>`` for each group with an item and
+    ``<prefix>/min_group_opinion_alignment``, the minimum over those groups.
+    """
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self, group_names: Sequence[str], prefix: str) -> None:
+        super().__init__()
+        self.group_names = list(group_names)
+        self.prefix = prefix
+        k = len(self.group_names)
+        self.add_state("count", default=torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("alignment", default=torch.zeros(k, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, alignment: torch.Tensor, group: torch.Tensor) -> None:
+        """``alignment``: ``(B,)`` per-item values; ``group``: ``(B,)`` group ids."""
+        k = len(self.group_names)
+        self.count += group_counts(group, k).to(self.count)
+        self.alignment += group_sums(alignment.detach().to(torch.float64), group, k)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        p = self.prefix
+        present = self.count > 0
+        mean = self.alignment / self.count.clamp(min=1)
+        out = {f"{p}/opinion_alignment/{name}": mean[g] for g, name in enumerate(self.group_names) if present[g]}
+        if present.any():
+            out[f"{p}/min_group_opinion_alignment"] = mean[present].min()
+        return {k: v.float() for k, v in out.items()}

@@ -27,3 +27,8 @@ def eval_tags(stage: str, groups: Sequence[str], *, with_reference: bool = True)
         tags += [f"{stage}/ref_logp_acc/{g}" for g in groups] + [f"{stage}/min_group_ref_logp_acc"]
     tags += [f"{stage}/rewards/chosen", f"{stage}/rewards/rejected", f"{stage}/rewards/margins"]
     return tags
+
+
+def opinion_tags(stage: str, groups: Sequence[str]) -> list[str]:
+    """Opinion alignment (GOQA data only, :mod:`grpo_lightning.opinion_alignment`)."""
+    return [f"{stage}/opinion_alignment/{g}" for g in groups] + [f"{stage}/min_group_opinion_alignment"]

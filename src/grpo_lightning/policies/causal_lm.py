@@ -148,8 +148,9 @@ class CausalLM(PolicySpec):
     Args:
         name_or_path: a hub id or a local directory for ``from_pretrained``; ``None`` builds the
             ``tiny`` architecture from its config (the tokenizer then comes from the data).
-        gguf_file: a GGUF file name inside ``name_or_path`` (or a full path to one), loaded
-            through transformers' GGUF support (needs the ``gguf`` package).
+        gguf_file: a GGUF file name inside ``name_or_path`` (or a full path to one, or
+            ``package://<module>/<file>`` inside an installed package, see
+            :mod:`grpo_lightning.package_files`), loaded through transformers' GGUF support (needs ``gguf``).
         tiny: the architecture used when ``name_or_path`` is ``None``.
         revision: hub revision for ``from_pretrained``.
         dtype: parameter dtype (``float32``, ``bfloat16``, ``float16``).
@@ -165,6 +166,11 @@ class CausalLM(PolicySpec):
             is the base model with the adapter disabled (no second copy in memory).
         load_in_4bit: load the base weights 4-bit (NF4, bitsandbytes) for QLoRA-style training on
             CUDA; needs ``lora`` and the ``bitsandbytes`` package.
+        adapter: a saved peft LoRA adapter directory (the SFT stage's ``hf_adapter``) to *keep training*, as the
+            authors' code does (rsshyam/GRPO loads the SFT archive, LoRA weights included, into policy and
+            reference). The policy is the base model plus this adapter, trainable; the reference is a frozen copy of
+            base + adapter merged (the SFT model), not the base model. ``lora`` is then not used (the adapter's
+            own config is). Default ``None``: a fresh adapter from ``lora`` on a (merged) SFT export.
     """
 
     def __init__(
@@ -180,8 +186,9 @@ class CausalLM(PolicySpec):
         prefix_sharing: str | bool = "auto",
         lora: LoraSettings | dict | None = None,
         load_in_4bit: bool = False,
+        adapter: str | None = None,
     ) -> None:
-        if load_in_4bit and lora is None:
+        if load_in_4bit and lora is None and adapter is None:
             raise ValueError("model.policy.load_in_4bit trains through LoRA adapters: set model.policy.lora too")
         if isinstance(prefix_sharing, bool):
             prefix_sharing = "on" if prefix_sharing else "off"
@@ -203,8 +210,10 @@ class CausalLM(PolicySpec):
             prefix_sharing=prefix_sharing,
             lora=None if lora is None else {**asdict(lora), "target_modules": list(lora.target_modules)},
             load_in_4bit=load_in_4bit,
+            adapter=adapter,
         )
         self.lora = lora
+        self.adapter = adapter
         self.name_or_path, self.gguf_file, self.tiny = name_or_path, gguf_file, tiny
         self.dtype = getattr(torch, dtype)
 
@@ -231,7 +240,9 @@ class CausalLM(PolicySpec):
                 torch.manual_seed(self.tiny.seed)
                 model = AutoModelForCausalLM.from_config(cfg, dtype=self.dtype)
             return model
-        source, gguf = self.name_or_path, self.gguf_file
+        from grpo_lightning.package_files import resolve
+
+        source, gguf = self.name_or_path, resolve(self.gguf_file)
         if gguf is not None and source is None:
             from pathlib import Path
 
@@ -262,6 +273,8 @@ class CausalLM(PolicySpec):
         disable_dropout(model)
         sharing = self._prefix_sharing(model)
         gc = self.init_args["gradient_checkpointing"]
+        if self.adapter is not None:
+            return self._continue_adapter(model, sharing, gc)
         if self.lora is not None:
             model = apply_lora(model, self.lora, gradient_checkpointing=gc)
             n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -281,6 +294,26 @@ class CausalLM(PolicySpec):
         reference = freeze(copy.deepcopy(model))
         if gc:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return CausalLMPolicyModule(
+            model, reference, average_log_prob=self.init_args["average_log_prob"], prefix_sharing=sharing
+        )
+
+    def _continue_adapter(self, model: nn.Module, sharing: bool, gc: bool) -> CausalLMPolicyModule:
+        """Policy = base + the saved adapter (trainable); reference = a frozen merged copy (the SFT model)."""
+        from peft import PeftModel
+
+        if self.lora is not None:
+            log.info("model.policy.adapter is set: its saved LoRA config is used, model.policy.lora is not")
+        reference = freeze(PeftModel.from_pretrained(copy.deepcopy(model), self.adapter).merge_and_unload())
+        if gc:
+            model.enable_input_require_grads()
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model = PeftModel.from_pretrained(model, self.adapter, is_trainable=True)
+        disable_dropout(model)
+        n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        log.info(
+            "continuing the LoRA adapter %s: %d trainable parameters; reference = base + adapter", self.adapter, n_train
+        )
         return CausalLMPolicyModule(
             model, reference, average_log_prob=self.init_args["average_log_prob"], prefix_sharing=sharing
         )
