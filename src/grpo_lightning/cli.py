@@ -23,9 +23,9 @@ from grpo_lightning.callbacks import (
     HFExport,
     PredictionCSVWriter,
     ProgressBar,
-    RunCheckpoint,
     SaveTokenizer,
 )
+from grpo_lightning.checkpointing import RunCheckpoint
 from grpo_lightning.config import LossConfig, WeightingConfig
 from grpo_lightning.data.generated import GeneratedOpinions
 from grpo_lightning.data.module import PreferenceDataModule, source_settings

@@ -14,153 +14,20 @@ s.e. is the sample standard deviation (ddof=1) over runs divided by √n.
 from __future__ import annotations
 
 import argparse
-import fnmatch
-import json
 import logging
-import math
 import os
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
+import torch
+
+from grpo_lightning import stats
+from grpo_lightning.runs import Run, collect_runs, events, method_of, read_run
 
 log = logging.getLogger(__name__)
 
 STAGES = ("val", "test")
-METRICS = ("loss", "reward_acc", "logp_acc")
-
-
-@dataclass
-class Run:
-    """One run's final per-group metrics on one split."""
-
-    path: Path
-    method: str
-    seed: int | None
-    loss: float | None  # over all pairs of the split
-    groups: dict[str, dict] = field(default_factory=dict)  # group -> {"pairs", "loss", "reward_acc", "logp_acc"}
-
-    def present(self) -> dict[str, dict]:
-        # pairs is None for runs logged before <stage>/pairs/<group> existed: a logged loss counts.
-        return {g: v for g, v in self.groups.items() if v.get("pairs") != 0 and v.get("loss") is not None}
-
-    @property
-    def worst_group_loss(self) -> float | None:
-        losses = [v["loss"] for v in self.present().values()]
-        return max(losses) if losses else None
-
-
-# ----------------------------------------------------------------------------------------------
-# Reading runs
-# ----------------------------------------------------------------------------------------------
-
-
-def _is_run_dir(path: Path) -> bool:
-    return any(path.glob("summary_*.json")) or any(path.glob("events.out.tfevents.*"))
-
-
-def find_run_dirs(path: Path) -> list[Path]:
-    """``path`` itself if it is a run's log dir, else every run dir below it."""
-    if _is_run_dir(path):
-        return [path]
-    found = {p.parent for pattern in ("summary_*.json", "events.out.tfevents.*") for p in path.rglob(pattern)}
-    return sorted(found)
-
-
-def _seed_from_config(run_dir: Path) -> int | None:
-    config = run_dir / "config.yaml"  # written by LightningCLI next to the logs
-    if not config.is_file():
-        return None
-    try:
-        seed = (yaml.safe_load(config.read_text()) or {}).get("seed_everything")
-    except yaml.YAMLError:
-        return None
-    return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
-
-
-def _group_names(run_dir: Path) -> list[str] | None:
-    hparams = run_dir / "hparams.yaml"  # the module's hyperparameters, group names included
-    if not hparams.is_file():
-        return None
-    try:
-        names = (yaml.safe_load(hparams.read_text()) or {}).get("group_names")
-    except yaml.YAMLError:
-        return None
-    return [str(n) for n in names] if isinstance(names, list) else None
-
-
-def _from_summary(path: Path) -> tuple[float | None, dict[str, dict], int | None]:
-    summary = json.loads(path.read_text())
-    groups = {r["group"]: {k: r.get(k) for k in ("pairs", *METRICS, "weight")} for r in summary["groups"]}
-    return summary.get("loss"), groups, summary.get("seed")
-
-
-def _events(run_dir: Path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    ea = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 1, "histograms": 1})
-    ea.Reload()
-    return ea
-
-
-def _from_events(run_dir: Path, stage: str) -> tuple[float | None, dict[str, dict]] | None:
-    """The last logged value of each ``<stage>/<metric>/<group>`` (runs without a summary file)."""
-    ea = _events(run_dir)
-    tags = set(ea.Tags()["scalars"])
-    if f"{stage}/loss" not in tags:
-        return None
-    last = lambda tag: ea.Scalars(tag)[-1].value if tag in tags else None  # noqa: E731
-    prefix = f"{stage}/loss/"
-    names = _group_names(run_dir) or sorted(t[len(prefix) :] for t in tags if t.startswith(prefix))
-    groups = {}
-    for g in names:
-        pairs = last(f"{stage}/pairs/{g}")  # absent in runs from before it was logged
-        values = {m: last(f"{stage}/{m}/{g}") for m in METRICS}
-        values["weight"] = last(f"train/group_weight/{g}")  # the last training step's w_g
-        if pairs is None:
-            pairs = None if values["loss"] is not None else 0
-        groups[g] = {"pairs": None if pairs is None else int(pairs), **values}
-    return last(f"{stage}/loss"), groups
-
-
-def read_run(run_dir: Path, stage: str, method: str) -> Run | None:
-    summary = run_dir / f"summary_{stage}.json"
-    if summary.is_file():
-        loss, groups, seed = _from_summary(summary)
-    else:
-        found = _from_events(run_dir, stage) if any(run_dir.glob("events.out.tfevents.*")) else None
-        if found is None:
-            return None
-        (loss, groups), seed = found, None
-    if seed is None:
-        seed = _seed_from_config(run_dir)
-    return Run(run_dir, method, seed, loss, groups)
-
-
-def method_of(run_dir: Path, given: Path, label_by: str, patterns: list[tuple[str, str]]) -> str:
-    """``--method NAME=GLOB`` first (matched against the run dir's path), then ``--label-by``:
-    ``name`` is the logger name (the parent of ``version_N``), ``dir`` the path as given."""
-    for name, pattern in patterns:
-        if fnmatch.fnmatch(run_dir.as_posix(), pattern):
-            return name
-    return run_dir.parent.name if label_by == "name" else str(given)
-
-
-def collect_runs(paths: list[Path], stage: str, label_by: str, patterns: list[tuple[str, str]]) -> list[Run]:
-    runs = []
-    for given in paths:
-        dirs = find_run_dirs(given)
-        if not dirs:
-            log.warning("no runs (summary_*.json or TensorBoard event files) under %s", given)
-        for run_dir in dirs:
-            run = read_run(run_dir, stage, method_of(run_dir, given, label_by, patterns))
-            if run is None:
-                log.info("skipping %s: no %s metrics", run_dir, stage)
-            else:
-                runs.append(run)
-    return runs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -169,13 +36,9 @@ def collect_runs(paths: list[Path], stage: str, label_by: str, patterns: list[tu
 
 
 def mean_se(values: list[float]) -> tuple[float, float | None]:
-    """Mean and standard error (sample std with ddof=1, over √n); ``None`` for one value."""
-    n = len(values)
-    mean = sum(values) / n
-    if n == 1:
-        return mean, None
-    var = sum((v - mean) ** 2 for v in values) / (n - 1)
-    return mean, math.sqrt(var) / math.sqrt(n)
+    """Mean and standard error over runs (:func:`grpo_lightning.stats.mean_se`); ``None`` for one value."""
+    mean, se = stats.mean_se(torch.tensor(values, dtype=torch.float64))
+    return mean.item(), (se.item() if len(values) > 1 else None)
 
 
 def fmt_mean_se(values: list[float], of: int | None = None, digits: int = 4) -> str:
@@ -306,7 +169,7 @@ def _weight_history(run: Run) -> dict[str, list[tuple[int, float]]]:
     """``train/group_weight/<group>`` over steps, from the run's event files (if any)."""
     if not any(run.path.glob("events.out.tfevents.*")):
         return {}
-    ea = _events(run.path)
+    ea = events(run.path)
     prefix = "train/group_weight/"
     return {
         t[len(prefix) :]: [(e.step, e.value) for e in ea.Scalars(t)]
@@ -342,7 +205,7 @@ def draw_figure(runs: list[Run], path: Path, stage: str) -> None:
                 values = [v for r in rs if (v := r.worst_group_loss) is not None]
             else:
                 values = [r.present()[g]["loss"] for r in rs if g in r.present()]
-            m, se = mean_se(values) if values else (math.nan, None)
+            m, se = mean_se(values) if values else (float("nan"), None)
             means.append(m)
             ses.append(se or 0.0)
         xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(labels))]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import os
 import shlex
 import subprocess
@@ -36,6 +37,8 @@ CONFIGS = ROOT / "configs" / "experiment"
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "global_opinions_sample.csv"
 METHODS = ("ipo", "gripo")
 LABELS = {"start": "start", "ipo": "IPO", "gripo": "GR-IPO"}
+
+log = logging.getLogger(__name__)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -102,7 +105,7 @@ class Runner:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.commands.open("a") as f:
             f.write(shlex.join(["grpo", *cmd[3:]]) + "\n")
-        print(f"[goqa] {name} {subcommand} (log: {log_file})", flush=True)
+        log.info("%s %s (log: %s)", name, subcommand, log_file)
         started = time.perf_counter()
         with log_file.open("w") as out:
             proc = subprocess.run(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, check=False)
@@ -111,7 +114,7 @@ class Runner:
         if proc.returncode != 0:
             tail = "".join(log_file.read_text(errors="replace").splitlines(keepends=True)[-30:])
             raise RuntimeError(f"{name} {subcommand} failed (exit {proc.returncode}); end of {log_file}:\n{tail}")
-        print(f"[goqa] {name} {subcommand}: {elapsed / 60:.1f} min", flush=True)
+        log.info("%s %s: %.1f min", name, subcommand, elapsed / 60)
         return a.logs / name / version
 
 
@@ -153,7 +156,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             rows.append(result_row(seed, LABELS[method], test_dir, fit_dir))
     total = time.perf_counter() - started
     (args.out / "timings.json").write_text(json.dumps({**runner.timings, "total": total}, indent=1) + "\n")
-    print(f"[goqa] all runs: {total / 60:.1f} min", flush=True)
+    log.info("all runs: %.1f min", total / 60)
     return rows
 
 
@@ -288,11 +291,12 @@ def write_results(rows: list[dict], out: Path) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     rows = run(args)
-    text = write_results(rows, args.out)
-    print(text)
-    print(f"\n[goqa] results: {args.out / 'results.md'}, {args.out / 'results.csv'}, {args.out / 'figure3.png'}")
+    # The table is the command's output (stdout); progress goes to the log (stderr).
+    sys.stdout.write(write_results(rows, args.out) + "\n")
+    log.info("results: %s, %s, %s", args.out / "results.md", args.out / "results.csv", args.out / "figure3.png")
 
 
 if __name__ == "__main__":

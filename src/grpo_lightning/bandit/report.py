@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from grpo_lightning.bandit.env import DTYPE, NUM_GROUPS
+from grpo_lightning.stats import mean_se
 
 if TYPE_CHECKING:
     from grpo_lightning.bandit.sweep import FamilyResult
@@ -54,13 +54,6 @@ def result_rows(scenario: str, result: FamilyResult) -> list[dict]:
                 }
             )
     return rows
-
-
-def mean_se(values: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and standard error (sample std / √n; 0 for a single value) along ``dim``."""
-    n = values.shape[dim]
-    se = values.std(dim=dim) / math.sqrt(n) if n > 1 else torch.zeros_like(values.mean(dim=dim))
-    return values.mean(dim=dim), se
 
 
 def summarise(rows: list[dict], key: str) -> dict[tuple[str, str], tuple[float, float]]:

@@ -1,0 +1,111 @@
+"""``RunCheckpoint``: checkpoints during training (every N steps, after each validation, at each epoch end) and
+of the step in progress on SIGTERM/SIGINT, with a non-zero exit status."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ``ModelCheckpoint`` that keeps ``last.ckpt`` current during training and when a
+    run is stopped by a signal, so ``--ckpt_path last`` resumes exactly where it stopped.
+
+    * ``last.ckpt`` is written every ``every_n_train_steps`` steps (the CLI's default: 100), after
+      every validation and at the end of every epoch. ``ModelCheckpoint`` takes one trigger (steps
+      or epochs) and, with ``save_top_k: 0``, writes ``last.ckpt`` only with a top-k file; the
+      validation and epoch-end saves are added here.
+    * SIGTERM: Lightning's signal connector lets the current optimizer step finish and raises
+      ``SIGTERMException`` between steps; with ``save_on_exception`` ``last.ckpt`` then holds that
+      step. Other exceptions are not checkpointed: they can come in the middle of a step (α moved,
+      θ not yet), and such a state would not resume exactly.
+    * SIGINT (Ctrl-C) during ``fit`` is handed to the same path (the process sends itself SIGTERM),
+      so it stops between steps too; a second Ctrl-C stops at once, without a checkpoint. Python's
+      default Ctrl-C handler is replaced only while training; an ignored or custom one is kept.
+    * A run stopped by a signal exits with the shell's status for it (130 for SIGINT, 143 for
+      SIGTERM): Lightning's ``SIGTERMException`` is a bare ``SystemExit``, status 0.
+    """
+
+    _sigint_previous = None
+    _sigint_received = False
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._sigint_received = False
+        # Not on Windows, where Lightning installs no SIGTERM handler (a SIGTERM would just end the process).
+        if (
+            os.name != "nt"
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        ):
+            self._sigint_previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _on_sigint(self, signum, frame) -> None:
+        if self._sigint_received:
+            raise KeyboardInterrupt
+        self._sigint_received = True
+        log.warning("SIGINT: stopping after this step with a checkpoint (Ctrl-C again stops at once, without one)")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def _restore_sigint(self) -> None:
+        if self._sigint_previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self._sigint_previous)
+            self._sigint_previous = None
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._restore_sigint()
+        super().on_train_end(trainer, pl_module)
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        self._restore_sigint()
+        super().teardown(trainer, pl_module, stage)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        # An epoch's last step is saved at the epoch's end instead (below): Lightning resumes a
+        # checkpoint written between the last batch and the epoch's end without calling the next
+        # epoch's start hooks, so its loop progress would differ from an uninterrupted run's.
+        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        super().on_validation_end(trainer, pl_module)
+        # A validation that ends an epoch is saved at the epoch's end (as ModelCheckpoint does).
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_now(trainer)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_skip_saving_checkpoint(trainer):
+            return
+        candidates = self._monitor_candidates(trainer)
+        if self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0:
+            self._save_topk_checkpoint(trainer, candidates)  # the step trigger's, deferred from the last batch
+        if self.save_last:
+            self._save_last_checkpoint(trainer, candidates)
+
+    def _save_last_now(self, trainer) -> None:
+        # Nothing to do when this step is saved already.
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        self._restore_sigint()
+        if not isinstance(exception, SIGTERMException):
+            return
+        if trainer.state.fn == "fit" and self._should_save_on_exception(trainer):
+            if self.save_last:
+                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            else:
+                super().on_exception(trainer, pl_module, exception)
+        if trainer.state.fn == "fit":
+            log.warning(
+                "stopped by a signal after step %d; checkpoint: %s", trainer.global_step, self._last_checkpoint_saved
+            )
+        if exception.code in (None, 0):
+            exception.code = 128 + (signal.SIGINT if self._sigint_received else signal.SIGTERM)
