@@ -6,6 +6,7 @@ Lightning's logging order can leave out)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import signal
@@ -149,22 +150,20 @@ def _kill_when(proc: subprocess.Popen, ckpt: Path, timeout: float, seen: dict) -
         time.sleep(0.001)
 
 
-@pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_last_equals_uninterrupted(tmp_path):
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    cfg_straight, cfg_killed = _write_config(straight), _write_config(killed)
-    env = _child_env()
-    # The run to kill is the real CLI in a child process; the uninterrupted run goes on in this
-    # process meanwhile (2 cores), with the same single thread so the arithmetic is the same.
+@contextlib.contextmanager
+def _child_beside_straight_run(cfg_child: Path, cfg_straight: Path, watch, *watch_args):
+    """The real CLI fits ``cfg_child`` in a child process while ``watch(proc, *watch_args, 120 s, seen)``
+    interrupts it from a thread; meanwhile the uninterrupted run fits ``cfg_straight`` in this process
+    (2 cores), with the child's single thread so the arithmetic is the same. Yields the finished child,
+    what the watcher saw and the end of its stderr; the child is killed if still running on exit."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "grpo_lightning.cli", "fit", "--config", str(cfg_killed)],
-        env=env,
+        [sys.executable, "-m", "grpo_lightning.cli", "fit", "--config", str(cfg_child)],
+        env=_child_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    target = killed / "checkpoints" / f"epoch=1-step={KILL_AFTER_STEP}.ckpt"
     seen: dict = {}
-    watcher = threading.Thread(target=_kill_when, args=(proc, target, 120.0, seen))
+    watcher = threading.Thread(target=watch, args=(proc, *watch_args, 120.0, seen))
     watcher.start()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -172,7 +171,21 @@ def test_sigkill_mid_epoch_then_resume_last_equals_uninterrupted(tmp_path):
         _fit_in_process(cfg_straight)
         watcher.join()
         _, err = proc.communicate(timeout=60)
-        assert seen.get("killed"), f"the child ended before step {KILL_AFTER_STEP}: {err.decode()[-3000:]}"
+        yield proc, seen, err.decode()[-3000:]
+    finally:
+        torch.set_num_threads(threads)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_last_equals_uninterrupted(tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    cfg_straight, cfg_killed = _write_config(straight), _write_config(killed)
+    target = killed / "checkpoints" / f"epoch=1-step={KILL_AFTER_STEP}.ckpt"
+    with _child_beside_straight_run(cfg_killed, cfg_straight, _kill_when, target) as (proc, seen, err):
+        assert seen.get("killed"), f"the child ended before step {KILL_AFTER_STEP}: {err}"
         assert proc.returncode == -signal.SIGKILL
         assert not (killed / "checkpoints" / f"epoch=1-step={2 * STEPS_PER_EPOCH}.ckpt").exists()
         last = torch.load(killed / "checkpoints" / "last.ckpt", weights_only=True)
@@ -183,11 +196,6 @@ def test_sigkill_mid_epoch_then_resume_last_equals_uninterrupted(tmp_path):
         # A new log version (as the default TensorBoard logger makes); the checkpoint directory is
         # fixed (checkpoint.dirpath), which is what lets `--ckpt_path last` find last.ckpt.
         _fit_in_process(cfg_killed, "--ckpt_path", "last", "--trainer.logger.init_args.version", "1")
-    finally:
-        torch.set_num_threads(threads)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
     _assert_same_run(straight / "checkpoints" / "last.ckpt", killed / "checkpoints" / "last.ckpt")
     # Every logged per-step metric (train losses and weights per group, validation metrics).
@@ -238,23 +246,8 @@ def test_signal_mid_epoch_checkpoints_that_step_and_resume_last_equals_uninterru
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     cfg_straight = _write_config(straight, DEFAULT_CONFIG)
     cfg_stopped = _write_config(stopped, DEFAULT_CONFIG)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "grpo_lightning.cli", "fit", "--config", str(cfg_stopped)],
-        env=_child_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    seen: dict = {}
     metrics_csv = stopped / "logs/run/version_0/metrics.csv"
-    watcher = threading.Thread(target=_signal_when, args=(proc, metrics_csv, signum, 120.0, seen))
-    watcher.start()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        _fit_in_process(cfg_straight)
-        watcher.join()
-        _, err = proc.communicate(timeout=60)
-        err = err.decode()[-3000:]
+    with _child_beside_straight_run(cfg_stopped, cfg_straight, _signal_when, metrics_csv, signum) as (proc, seen, err):
         assert seen.get("sent"), f"the child ended before step {KILL_AFTER_STEP}: {err}"
         assert proc.returncode == 128 + signum, (proc.returncode, err)
         last = torch.load(stopped / "logs/run/version_0/checkpoints/last.ckpt", weights_only=True)
@@ -265,11 +258,6 @@ def test_signal_mid_epoch_checkpoints_that_step_and_resume_last_equals_uninterru
             {"epoch": 1, "batches": step - STEPS_PER_EPOCH}
         ]
         _fit_in_process(cfg_stopped, "--ckpt_path", "last")
-    finally:
-        torch.set_num_threads(threads)
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert (stopped / "logs/run/version_1/checkpoints/last.ckpt").is_file()
     _assert_same_run(
         straight / "logs/run/version_0/checkpoints/last.ckpt", stopped / "logs/run/version_1/checkpoints/last.ckpt"
