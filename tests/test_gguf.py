@@ -128,3 +128,29 @@ def test_data_module_reads_the_tokenizer_from_gguf(tokenizer, written):
     ):
         dm = PreferenceDataModule(**common, **kwargs)
         _check_same_tokenizer(dm.tokenizer, tokenizer)
+
+
+def test_a_gguf_policy_with_lora_exports_a_merged_model_that_reloads_without_the_gguf(tokenizer, written, tmp_path):
+    """The SFT stage's export: transformers marks a GGUF-loaded model as quantized ("not serializable") although
+    its weights are dequantized floats; the policy drops the marker, so the merged LoRA model saves and reloads as
+    a plain model with the same outputs."""
+    from transformers import AutoModelForCausalLM
+
+    from grpo_lightning.policies.lora import LoraSettings
+
+    _, path = written[True]
+    policy = CausalLM(gguf_file=str(path), lora=LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj"]))
+    policy = policy.build(tokenizer)
+    lora_b = [p for n, p in policy.model.named_parameters() if "lora_B" in n]
+    with torch.no_grad():
+        for p in lora_b:  # a non-zero adapter, so the merge changes the weights
+            p.normal_(0, 0.1)
+    merged = policy.model.merge_and_unload()
+    merged.save_pretrained(str(tmp_path / "hf_model"))
+    assert "quantization_config" not in (tmp_path / "hf_model" / "config.json").read_text()
+    reloaded = AutoModelForCausalLM.from_pretrained(str(tmp_path / "hf_model")).eval()
+    batch = _batch(tokenizer)
+    with torch.no_grad():
+        expected = merged(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        logits = reloaded(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)

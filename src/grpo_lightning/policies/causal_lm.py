@@ -124,6 +124,22 @@ class CausalLMPolicyModule(PreferencePolicy):
         return self.reference.state_dict()
 
 
+def _forget_gguf_origin(model: Any) -> None:
+    """Drop transformers' GGUF quantizer marker from a model read from a GGUF file.
+
+    transformers dequantizes every GGUF tensor to ``dtype`` on load, but keeps a ``GgufHfQuantizer`` (and a
+    ``quantization_config`` in the config) that is "not serializable", so ``save_pretrained`` of the model, or of
+    the merged SFT model (``HFExport``), raised. Nothing quantized remains, so the model is marked a plain one:
+    it then saves, and the saved ``config.json`` reloads without the GGUF file.
+    """
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model, "quantization_method"):
+        model.quantization_method = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
 def _four_bit_config(compute_dtype: torch.dtype):
     """NF4 weights with double quantisation (the QLoRA recipe); CUDA and bitsandbytes only."""
     import importlib.util
@@ -256,12 +272,15 @@ class CausalLM(PolicySpec):
         if self.init_args.get("load_in_4bit"):
             kwargs["quantization_config"] = _four_bit_config(self.dtype)
         try:
-            return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
         except OSError as err:
             raise OSError(
                 f"could not load model.policy.name_or_path={source!r}: {err}\n"
                 "Offline (HF_HUB_OFFLINE=1) only local directories and files already in the cache work."
             ) from err
+        if gguf is not None:
+            _forget_gguf_origin(model)
+        return model
 
     def build(self, tokenizer: Any | None) -> CausalLMPolicyModule:
         model = self.load_model(tokenizer)
