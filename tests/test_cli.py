@@ -222,3 +222,18 @@ def test_ckpt_path_last_finds_the_newest_version(tmp_path):
         f.write_bytes(b"x")
         os.utime(f, (mtime, mtime))
     assert _latest_last_checkpoint(logger).endswith("version_1/checkpoints/last.ckpt")
+
+
+def test_fit_without_a_logger(tmp_path):
+    """`--trainer.logger false` (Lightning's way to log nothing): the learning-rate monitor, which Lightning refuses
+    without a logger, is left out; the run trains, validates, checkpoints and writes its summary in the root dir."""
+    main(
+        [
+            "fit", "--config", str(ROOT / "configs/default.yaml"), *TINY,
+            "--trainer.logger", "false", "--trainer.default_root_dir", str(tmp_path),
+            "--trainer.limit_train_batches", "3", "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+        ]
+    )  # fmt: skip
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "summary_val.json").is_file()
+    assert not any(tmp_path.rglob("events.out.tfevents.*"))

@@ -133,6 +133,10 @@ class GroupRobustCLI(LightningCLI):
         own = own if isinstance(own, list) else [own]
         if config.get("enable_progress_bar") is False or any(isinstance(c, LightningProgressBar) for c in own):
             callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+        # `--trainer.logger false`: the learning-rate monitor has nothing to write to (Lightning
+        # refuses it without a logger), so it is left out rather than failing at the first step.
+        if config.get("logger") in (False, None):
+            callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         return super()._instantiate_trainer(config, callbacks)
 
 
