@@ -32,6 +32,43 @@ class SeededShuffle(torch.utils.data.Sampler[int]):
         return self.n
 
 
+class LengthGroupedShuffle(SeededShuffle):
+    """The seeded per-epoch shuffle with each mega-batch sorted by length, so a batch holds pairs of similar
+    length and pads less (transformers' ``group_by_length``; Lightning calls ``set_epoch``).
+
+    Order of epoch e: the permutation of :class:`SeededShuffle` for (seed, e), cut into mega-batches of
+    ``megabatch_batches × batch_size`` indices, each sorted by ``lengths`` (longest first; ties keep the
+    shuffled order) and cut into batches; then the batches of the whole epoch are shuffled (a second seeded
+    stream). Every pair is still seen once per epoch, and batch lengths do not follow a saw-tooth from long to
+    short, which would correlate the step's length with its place in the epoch. The order depends on
+    (seed, epoch) alone, so a resumed run sees the same batches, and per-pair losses do not change (only the
+    padding does). Departure from transformers: it keeps the sorted order and moves the longest batch to the
+    front (to fail fast on memory); here the first batch is a random one. With fewer than
+    ``megabatch_batches`` batches in the data the whole epoch is one window, so batches are formed by length
+    every epoch (only ties, and the batch order, vary).
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, megabatch_batches: int = 50) -> None:
+        super().__init__(len(lengths), seed)
+        self.lengths = torch.as_tensor(lengths, dtype=torch.long)
+        self.batch_size = batch_size
+        self.megabatch = max(1, megabatch_batches) * batch_size
+
+    def __iter__(self):
+        order = torch.tensor(list(super().__iter__()), dtype=torch.long)
+        batches = []
+        for chunk in order.split(self.megabatch):
+            ranks = torch.sort(self.lengths[chunk], descending=True, stable=True).indices
+            batches.extend(chunk[ranks].split(self.batch_size))
+        if not batches:
+            return iter([])
+        # The last batch of the epoch may be short: it stays last, so every other batch is full.
+        full, last = batches[:-1], batches[-1]
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch + 7_919)
+        shuffled = [full[i] for i in torch.randperm(len(full), generator=g).tolist()]
+        return iter(torch.cat([*shuffled, last]).tolist())
+
+
 class ResumableDataLoader(DataLoader):
     """The training DataLoader, resumable in the middle of an epoch.
 

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from grpo_lightning.data.generated import GeneratedOpinions
-from grpo_lightning.data.loaders import ResumableDataLoader, SeededShuffle
+from grpo_lightning.data.loaders import LengthGroupedShuffle, ResumableDataLoader, SeededShuffle
 from grpo_lightning.data.rows import (
     SPLIT_COLUMN,
     DataError,
@@ -113,6 +113,10 @@ class PreferenceDataModule(L.LightningDataModule):
         seed: seed of the split.
         num_workers: DataLoader workers.
         predict_split: the split ``predict`` scores.
+        group_by_length: training batches of pairs of similar length (as transformers'
+            ``group_by_length``): each window of 50 batches of the seeded shuffle is sorted by the
+            pair's longer sequence, so batches pad less; every pair is still seen once per epoch,
+            the order is deterministic and resumes mid-epoch. Evaluation order is unchanged.
         merge_group_case: labels that differ only in case (``north``, ``NORTH``) are always named in
             a warning; ``False`` keeps them as separate groups, ``True`` merges them into one,
             spelled as in ``groups`` or else as most of its rows spell it.
@@ -139,6 +143,7 @@ class PreferenceDataModule(L.LightningDataModule):
         num_workers: int = 0,
         predict_split: str = "test",
         merge_group_case: bool = False,
+        group_by_length: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(batch_size, bool) or batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
@@ -182,7 +187,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.accumulate_grad_batches = accumulate_grad_batches
         self.split_fractions, self.seed, self.num_workers = tuple(split_fractions), seed, num_workers
-        self.predict_split = predict_split
+        self.predict_split, self.group_by_length = predict_split, group_by_length
         self.skipped: Counter = Counter()
         self.source_skipped: Counter = Counter()  # rows a ``load_rows`` override skipped itself
         self.rows_in = 0
@@ -385,10 +390,15 @@ class PreferenceDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         ds = self.dataset(split).select_columns(["chosen_ids", "rejected_ids", "prompt_length", "group_id", "index"])
+        sampler = None
+        if shuffle and self.group_by_length:
+            sampler = LengthGroupedShuffle(pair_lengths(ds), batch_size, self.seed)
+        elif shuffle:
+            sampler = SeededShuffle(len(ds), self.seed)
         return (ResumableDataLoader if shuffle else DataLoader)(
             ds,
             batch_size=batch_size,
-            sampler=SeededShuffle(len(ds), self.seed) if shuffle else None,
+            sampler=sampler,
             collate_fn=PairCollator(self.tokenizer.pad_token_id),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -412,3 +422,8 @@ class PreferenceDataModule(L.LightningDataModule):
         """Untokenised columns of a split (for prediction files and notebooks)."""
         ds = self.dataset(split)
         return {c: ds[c] for c in columns}
+
+
+def pair_lengths(ds: datasets.Dataset) -> list[int]:
+    """Tokens of each pair's longer sequence (prompt + completion): what its batch is padded to."""
+    return [max(len(c), len(r)) for c, r in zip(ds["chosen_ids"], ds["rejected_ids"], strict=True)]
