@@ -13,7 +13,7 @@ from grpo_lightning.data import PreferenceDataModule
 from grpo_lightning.data.loaders import LengthGroupedShuffle, SeededShuffle
 from grpo_lightning.policies import CausalLM, TinyLlama
 
-WORDS = "tea coffee rain sun river hill market school bridge garden".split()
+WORDS = ["tea", "coffee", "rain", "sun", "river", "hill", "market", "school", "bridge", "garden"]
 
 
 def test_the_order_is_a_seeded_permutation_of_length_sorted_batches():
