@@ -4,6 +4,8 @@
 parameter checksum and the ``index`` of every pair it trained on to ``OUT/rank{r}.pt``.
 ``python ddp_worker.py single OUT``: one process trained on the union of both ranks' pairs, step
 by step (read from those files), writes ``OUT/single.pt``.
+``python ddp_worker.py refcache_ddp|refcache_single OUT``: one step with ``precompute_ref_logps`` on 2 ranks or
+1 process; writes the reference tables each process holds and how many pairs it ran to ``OUT/refcache_*.pt``.
 """
 
 from __future__ import annotations
@@ -56,7 +58,41 @@ class _FixedBatches(PreferenceDataModule):
         )
 
 
+def reference_cache(mode: str, out: str) -> None:
+    ddp = mode == "refcache_ddp"
+    # 100 generated pairs: 80/10/10 with eval batches of 3 → 27, 4 and 4 batches, uneven over 2 ranks.
+    dm = PreferenceDataModule(
+        generated=GeneratedOpinions(num_pairs=100, val_pairs_per_group=0, test_pairs_per_group=0),
+        max_length=64, max_prompt_length=56, batch_size=4, eval_batch_size=3,
+    )  # fmt: skip
+    L.seed_everything(0)
+    module = GroupRobustPreferenceModule(
+        policy=CausalLM(
+            tiny=TinyLlama(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+        ),
+        loss=LossConfig(name="ipo", beta=0.1),
+        weighting=WeightingConfig(name="uniform"),
+        group_names=dm.group_names,
+        group_counts=dm.train_group_counts,
+        tokenizer=dm.tokenizer,
+        optimizer=functools.partial(torch.optim.SGD, lr=0.01),
+        lr_scheduler=None,
+        precompute_ref_logps=True,
+        ref_cache_dir=os.path.join(out, f"cache_{mode}"),
+    )
+    trainer = L.Trainer(
+        accelerator="cpu", devices=2 if ddp else 1, strategy="ddp" if ddp else "auto", max_steps=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(module, dm)
+    cache = module.reference_logps
+    name = f"{mode}_rank{trainer.global_rank}.pt" if ddp else f"{mode}.pt"
+    torch.save({"tables": cache.tables, "computed_here": cache.computed_here}, os.path.join(out, name))
+
+
 def main(mode: str, out: str) -> None:
+    if mode.startswith("refcache"):
+        return reference_cache(mode, out)
     data = {
         "generated": GeneratedOpinions(num_pairs=100, val_pairs_per_group=4, test_pairs_per_group=4),
         "max_length": 64,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -76,6 +77,32 @@ def compute_reference_logps(
     return {k: torch.cat(v) if v else torch.zeros(0) for k, v in out.items()}
 
 
+def shard_rows(n: int, batch_size: int, world_size: int, rank: int) -> tuple[int, int]:
+    """Rows ``[start, stop)`` of an ``n``-row split that ``rank`` of ``world_size`` runs the reference on.
+
+    Shards are contiguous runs of whole batches (⌈n/B⌉ batches, rank r takes batches ⌊r·b/K⌋ … ⌊(r+1)·b/K⌋), so
+    every batch is the batch the single process forms (same rows, same padding): the gathered table equals
+    the single-process one exactly, not just up to the rounding of another padding.
+    """
+    batches = math.ceil(n / batch_size) if n else 0
+    first, last = rank * batches // world_size, (rank + 1) * batches // world_size
+    return min(first * batch_size, n), min(last * batch_size, n)
+
+
+def gather_shards(local: Mapping[str, torch.Tensor], all_gather, device) -> dict[str, torch.Tensor]:
+    """Concatenate every rank's ``{"index", "chosen", "rejected"}`` (rank order) with ``all_gather``
+    (tensor → (K, …) tensor; equal shapes, so each shard is padded to the longest with index −1)."""
+    n = torch.tensor([len(local["index"])], device=device)
+    size = int(all_gather(n).max())
+    padded_index = torch.full((size,), -1, dtype=torch.long, device=device)
+    padded_index[: int(n)] = local["index"].to(device)
+    values = torch.zeros(size, 2, dtype=torch.float32, device=device)
+    values[: int(n), 0], values[: int(n), 1] = local["chosen"].to(device), local["rejected"].to(device)
+    index, values = all_gather(padded_index).reshape(-1).cpu(), all_gather(values).reshape(-1, 2).cpu()
+    keep = index >= 0
+    return {"index": index[keep], "chosen": values[keep, 0], "rejected": values[keep, 1]}
+
+
 class ReferenceLogps:
     """Reference log-probs of each split, looked up by the pairs' ``index`` column."""
 
@@ -90,6 +117,7 @@ class ReferenceLogps:
             table[index, 1] = values["rejected"].float()
             self.tables[split] = table
         self._device_tables: dict[tuple[str, torch.device], torch.Tensor] = {}
+        self.computed_here: int | None = None  # pairs this process ran the reference on (None: loaded from a file)
 
     def lookup(self, split: str, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if split not in self.tables:
@@ -171,30 +199,40 @@ def precompute_reference(module, trainer, cache_dir: str | None = None) -> Refer
     }
     directory = Path(cache_dir) if cache_dir else Path(trainer.default_root_dir) / "ref_logps"
     path = directory / ReferenceLogps.file_name(data, reference, settings)
-    if path.exists():
+    # One decision for all ranks (rank 0's), so either all load or all take part in the sharded pass.
+    if trainer.strategy.broadcast(path.exists(), src=0):
         cache = ReferenceLogps.load(path, data=data, reference=reference)
         log.info("reference log-probs loaded from %s", path)
     else:
-        values = {}
+        values, here = {}, 0
         was_training = policy.training
         policy.eval()
+        world, rank = trainer.world_size, trainer.global_rank
+        batch_size = getattr(dm, "eval_batch_size", None) or 16
         for split in splits:
+            ds = dm.dataset(split).select_columns(list(PAIR_COLUMNS))
+            # Under DDP each rank runs its shard of the split, then all ranks gather the whole table.
+            start, stop = shard_rows(len(ds), batch_size, world, rank)
             loader = DataLoader(
-                dm.dataset(split).select_columns(list(PAIR_COLUMNS)),
-                batch_size=getattr(dm, "eval_batch_size", None) or 16,
+                ds.select(range(start, stop)) if world > 1 else ds,
+                batch_size=batch_size,
                 collate_fn=PairCollator(dm.tokenizer.pad_token_id),
             )
-            values[split] = compute_reference_logps(policy.reference_pair_logps, loader, module.device)
+            local = compute_reference_logps(policy.reference_pair_logps, loader, module.device)
+            here += len(local["index"])
+            values[split] = gather_shards(local, trainer.strategy.all_gather, module.device) if world > 1 else local
         policy.train(was_training)
         cache = ReferenceLogps(values, data=data, reference=reference)
         if trainer.is_global_zero:
             cache.save(path)
         log.info(
-            "reference log-probs computed once for %s pairs (%s)%s",
+            "reference log-probs computed once for %s pairs (%s)%s%s",
             "/".join(str(len(values[s]["index"])) for s in splits),
             "/".join(splits),
+            f", {here} of them on this rank of {world}" if world > 1 else "",
             f", cached in {path}" if trainer.is_global_zero else "",
         )
+        cache.computed_here = here
     if getattr(policy, "reference", None) is not None:
         policy.free_reference()
         gc.collect()
