@@ -32,6 +32,7 @@ from grpo_lightning.data.rows import (
 )
 from grpo_lightning.data.tokenization import (
     PairCollator,
+    chat_prompts,
     count_notes,
     load_tokenizer,
     tokenize_pairs,
@@ -113,6 +114,10 @@ class PreferenceDataModule(L.LightningDataModule):
         seed: seed of the split.
         num_workers: DataLoader workers.
         predict_split: the split ``predict`` scores.
+        chat_template: wrap each prompt in the tokenizer's chat template as one user turn with the
+            assistant's generation prompt after it (for instruct models), before tokenising; the
+            templated prompt is what every split, the opinion-alignment metric and ``predict`` see.
+            Needs a pretrained tokenizer that has a chat template.
         group_by_length: training batches of pairs of similar length (as transformers'
             ``group_by_length``): each window of 50 batches of the seeded shuffle is sorted by the
             pair's longer sequence, so batches pad less; every pair is still seen once per epoch,
@@ -144,6 +149,7 @@ class PreferenceDataModule(L.LightningDataModule):
         predict_split: str = "test",
         merge_group_case: bool = False,
         group_by_length: bool = False,
+        chat_template: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(batch_size, bool) or batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
@@ -176,6 +182,8 @@ class PreferenceDataModule(L.LightningDataModule):
             raise ValueError(
                 f"data.tokenizer_vocab_size must be >= 258 (256 bytes + <pad> + <eos>), got {tokenizer_vocab_size}"
             )
+        if chat_template and tokenizer is None and tokenizer_gguf_file is None:
+            raise ValueError("data.chat_template needs a pretrained tokenizer with a chat template (data.tokenizer)")
         if path is not None and hub_id is not None:
             raise ValueError("give data.path or data.hub_id, not both")
         self.path, self.hub_id, self.hub_split = path, hub_id, hub_split
@@ -187,7 +195,7 @@ class PreferenceDataModule(L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.accumulate_grad_batches = accumulate_grad_batches
         self.split_fractions, self.seed, self.num_workers = tuple(split_fractions), seed, num_workers
-        self.predict_split, self.group_by_length = predict_split, group_by_length
+        self.predict_split, self.group_by_length, self.chat_template = predict_split, group_by_length, chat_template
         self.skipped: Counter = Counter()
         self.source_skipped: Counter = Counter()  # rows a ``load_rows`` override skipped itself
         self.rows_in = 0
@@ -246,6 +254,10 @@ class PreferenceDataModule(L.LightningDataModule):
                 tokenized[name] = _empty_tokenized(split)
                 continue
             split = split.map(lambda _, i: {"index": i}, with_indices=True)
+            if self.chat_template:
+                split = split.map(
+                    lambda b: {"prompt": chat_prompts(tokenizer, b["prompt"])}, batched=True, desc="chat template"
+                )
             split = split.map(
                 tokenize_pairs,
                 batched=True,

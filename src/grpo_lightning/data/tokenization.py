@@ -101,6 +101,22 @@ def tokenizer_from_checkpoint(path: str | Path):
     return tokenizer_from_entry(entry)
 
 
+def chat_prompts(tokenizer, prompts: list[str]) -> list[str]:
+    """Each prompt as one user turn in the tokenizer's chat template, ending with the assistant's generation
+    prompt, as text (``apply_chat_template(..., tokenize=False, add_generation_prompt=True)``): the completions
+    then follow where an instruct model's answer begins. Special tokens in the text (``<|im_start|>``) are
+    tokenised as such by :func:`tokenize_pairs`."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            "data.chat_template is true but the tokenizer has no chat template; use an instruct model's tokenizer "
+            "or set data.chat_template false"
+        )
+    return [
+        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        for p in prompts
+    ]
+
+
 def tokenize_pairs(
     batch: dict[str, list],
     *,
