@@ -124,10 +124,18 @@ def test_predict_writes_a_csv(fitted, tmp_path):
     )
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == len(cli.datamodule.dataset("test"))
-    assert set(rows[0]) == {"index", "group", "loss", "chosen_reward", "rejected_reward", "margin"}
+    assert list(rows[0]) == [
+        "index", "source_file", "source_row", "group", "prompt", "loss", "chosen_reward", "rejected_reward", "margin"
+    ]  # fmt: skip
     r = rows[0]
     assert float(r["margin"]) == pytest.approx(float(r["chosen_reward"]) - float(r["rejected_reward"]), abs=1e-5)
     assert {row["group"] for row in rows} <= set(cli.model.group_names)
+    # Each pair's source row is its row of the generated data (1-based): same prompt and group.
+    source = cli.datamodule.generated.rows()
+    assert {row["source_file"] for row in rows} == {"generated group opinions"}
+    for row in rows:
+        k = int(row["source_row"]) - 1
+        assert (row["prompt"], row["group"]) == (source["prompt"][k], source["group"][k])
 
 
 def test_trainer_accumulation_and_clipping_are_redirected(tmp_path):

@@ -94,11 +94,19 @@ class GroupWeightFigure(Callback):
 
 
 class PredictionCSVWriter(BasePredictionWriter):
-    """Writes each predicted pair's group, loss, implicit rewards and margin to a CSV file.
+    """Writes each predicted pair to a CSV file: where it came from, its group and prompt, its loss, implicit
+    rewards and margin.
+
+    Columns: ``index`` (the pair's number within the predicted split), ``source_file`` and ``source_row`` (the
+    file and 1-based data row it was read from; for a GOQA pair its question's row; for generated or hub data the
+    source's name and the row's number in it), ``group``, ``prompt`` (as tokenised, chat template included),
+    ``loss``, ``chosen_reward``, ``rejected_reward``, ``margin``.
 
     Args:
         output_path: the CSV file; default ``<log dir>/predictions.csv``.
     """
+
+    FIELDS = ("index", "source_file", "source_row", "group", "prompt", "loss", "chosen_reward", "rejected_reward")
 
     def __init__(self, output_path: str | None = None) -> None:
         super().__init__(write_interval="epoch")
@@ -125,15 +133,28 @@ class PredictionCSVWriter(BasePredictionWriter):
             rows = sorted((r for part in gathered for r in part), key=lambda r: r["index"])
         if not trainer.is_global_zero:
             return
+        _add_sources(rows, trainer.datamodule)
         path = Path(self.output_path) if self.output_path else _log_dir(trainer) / "predictions.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:
-            writer = csv.DictWriter(
-                f, fieldnames=["index", "group", "loss", "chosen_reward", "rejected_reward", "margin"]
-            )
+            writer = csv.DictWriter(f, fieldnames=[*self.FIELDS, "margin"])
             writer.writeheader()
             writer.writerows(rows)
         log.info("wrote %d predictions to %s", len(rows), path)
+
+
+def _add_sources(rows: list[dict], dm) -> None:
+    """Source file, row and prompt of each predicted pair, looked up by its ``index`` in the predicted split."""
+    split = getattr(dm, "predict_split", None)
+    if split is None or not hasattr(dm, "dataset"):
+        return
+    ds = dm.dataset(split)
+    columns = [c for c in ("source_file", "source_row", "prompt") if c in ds.column_names]
+    values = {c: ds[c] for c in columns}
+    position = {int(i): k for k, i in enumerate(ds["index"])}
+    for row in rows:
+        k = position.get(row["index"])
+        row.update({c: values[c][k] for c in columns} if k is not None else {})
 
 
 class SaveTokenizer(Callback):

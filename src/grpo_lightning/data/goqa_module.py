@@ -8,6 +8,7 @@ import datasets
 
 from grpo_lightning.data.goqa import DEFAULT_HUB_ID, PAPER_COUNTRIES, build_goqa_pairs, load_goqa_table
 from grpo_lightning.data.module import PreferenceDataModule
+from grpo_lightning.data.rows import SOURCE_COLUMNS
 
 
 class GlobalOpinionQADataModule(PreferenceDataModule):
@@ -47,7 +48,10 @@ class GlobalOpinionQADataModule(PreferenceDataModule):
             table, groups=self.countries, n_pairs=self.n_pairs, seed=self.seed, source_name=self.source_name
         )
         self.source_skipped = skipped
-        return pairs
+        # Each pair's source is its question's row of the table (1-based, as files' rows are numbered).
+        return pairs.add_column(SOURCE_COLUMNS[0], [self.source_name] * len(pairs)).add_column(
+            SOURCE_COLUMNS[1], [q + 1 for q in pairs["question_id"]]
+        )
 
     # ---------------------------------------------------------------- opinion alignment
     def opinion_items(self, split: str) -> list[dict[str, Any]]:

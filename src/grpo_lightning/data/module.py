@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from grpo_lightning.data.generated import GeneratedOpinions
 from grpo_lightning.data.loaders import LengthGroupedShuffle, ResumableDataLoader, SeededShuffle
 from grpo_lightning.data.rows import (
+    SOURCE_COLUMNS,
     SPLIT_COLUMN,
     DataError,
     clean_rows,
@@ -223,6 +224,10 @@ class PreferenceDataModule(L.LightningDataModule):
         """Load, clean, split and tokenise once; log one summary line (rows in, kept, skipped per
         reason) and keep the counts in :attr:`rows_in` and :attr:`skipped`."""
         raw = self.load_rows()
+        if not all(c in raw.column_names for c in SOURCE_COLUMNS):  # generated or hub rows: number them
+            raw = raw.add_column(SOURCE_COLUMNS[0], [self.source_name] * len(raw)).add_column(
+                SOURCE_COLUMNS[1], list(range(1, len(raw) + 1))
+            )
         # A load_rows override may skip source rows itself (GOQA: unusable distributions); they
         # count as rows in, so that rows in = kept + skipped holds for every source.
         self.rows_in = len(raw) + sum(self.source_skipped.values())
