@@ -212,3 +212,31 @@ def test_split_pairs_keeps_chosen_and_rejected_together():
     first, second = split_pairs(batch, 2)
     assert first["input_ids"].flatten().tolist() == [0, 1, 3, 4] and first["group"].tolist() == [0, 1]
     assert second["input_ids"].flatten().tolist() == [2, 5] and second["index"].tolist() == [2]
+
+
+@pytest.mark.parametrize("accumulate", [1, 4])
+def test_logged_training_group_losses_are_the_group_means_of_the_steps_pair_losses(
+    tiny_dm_factory, make_module, accumulate
+):
+    """``train/group_loss/<g>`` of step 1 = mean over the group's pairs in the whole step (all micro-batches) of the
+    per-pair loss at the starting weights, computed here directly from the policy, without the module's sums."""
+    from grpo_lightning.core import preference_loss
+
+    dm = tiny_dm_factory(batch_size=4, accumulate_grad_batches=accumulate)
+    module = make_module(dm, loss={"name": "ipo", "beta": 0.1}, accumulate_grad_batches=accumulate)
+    loader = dm.train_dataloader()
+    loader.sampler.set_epoch(0)
+    batch = next(iter(loader))
+    with torch.no_grad():
+        chosen, rejected = module.policy.pair_logps(batch)
+        ref_c, ref_r = module.policy.reference_pair_logps(batch)
+        losses = preference_loss(chosen, rejected, ref_c, ref_r, loss_type="ipo", beta=0.1)[0]
+    trainer = fit_quietly(module, dm, max_steps=1, log_every_n_steps=1)
+    logged = trainer.logged_metrics
+    for g, name in enumerate(dm.group_names):
+        mask = batch["group"] == g
+        key = f"train/group_loss/{name}"
+        if mask.any():
+            torch.testing.assert_close(logged[key], losses[mask].mean().float(), rtol=1e-5, atol=1e-6)
+        else:
+            assert key not in logged

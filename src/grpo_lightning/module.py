@@ -17,11 +17,9 @@ from grpo_lightning.batching import split_pairs
 from grpo_lightning.config import LinearWarmup, LossConfig, WeightingConfig
 from grpo_lightning.core import (
     LOSSES,
-    GroupStats,
     group_counts,
     group_loss_estimate,
     group_means,
-    group_stats,
     group_sums,
     preference_loss,
     weighted_objective,
@@ -215,7 +213,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
                 )
             if not self._update_alpha(sums, counts, batch_idx):
                 return None
-        stats, total, weights = None, torch.zeros((), device=self.device), None
+        loss_sums, total, weights = None, torch.zeros((), device=self.device), None
         for i, (mb, ref) in enumerate(zip(micro, references, strict=True)):
             out = self._pair_outputs(mb, ref)
             sums = group_sums(out.losses, mb["group"], k)
@@ -236,21 +234,14 @@ class GroupRobustPreferenceModule(L.LightningModule):
             # DDP averages gradients over ranks; the objective is a sum over all ranks' pairs.
             self.manual_backward(objective * self.trainer.world_size)
             total = total + objective.detach()
-            s = group_stats(
-                out.losses,
-                out.chosen_rewards,
-                out.rejected_rewards,
-                out.policy_chosen,
-                out.policy_rejected,
-                mb["group"],
-                k,
-            )
-            stats = s if stats is None else stats + s
+            # The group sums already computed for the objective are all a training step logs (with the
+            # step's counts); reward and log-prob accuracy are evaluation metrics only.
+            loss_sums = sums.detach().float() if loss_sums is None else loss_sums + sums.detach().float()
         lagged = self.weighting.adaptive and self.weighting_config.alpha_order == "lagged"
-        if lagged and not self._update_alpha(stats.loss, counts, batch_idx):
+        if lagged and not self._update_alpha(loss_sums, counts, batch_idx):
             return None
         self._optimizer_step()
-        self._log_train(total, stats, weights)
+        self._log_train(total, loss_sums, counts, weights)
         return total
 
     def _optimizer_step(self) -> None:
@@ -267,11 +258,14 @@ class GroupRobustPreferenceModule(L.LightningModule):
         if sched is not None and not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             sched.step()
 
-    def _log_train(self, objective: torch.Tensor, stats: GroupStats, weights: torch.Tensor) -> None:
-        stats = GroupStats(*(self._all_reduce(s) for s in stats))
-        means = group_means(stats.loss, stats.count)
+    def _log_train(
+        self, objective: torch.Tensor, loss_sums: torch.Tensor, counts: torch.Tensor, weights: torch.Tensor
+    ) -> None:
+        """Logs the step's objective, group mean losses and weights. ``counts`` are already summed over ranks
+        (the step needed them for the α step); the loss sums are all-reduced here, once."""
+        means = group_means(self._all_reduce(loss_sums), counts)
         values = {"train/loss": self._all_reduce(objective) if self.trainer.world_size > 1 else objective}
-        count = stats.count.cpu()  # one host sync for the whole log, not one per group
+        count = counts.cpu()  # one host sync for the whole log, not one per group
         for g, name in enumerate(self.group_names):
             if count[g] > 0:
                 values[f"train/group_loss/{name}"] = means[g]

@@ -5,7 +5,7 @@ state. The LightningModule, the bandit sweep and the tests all call these same f
 """
 
 from grpo_lightning.core.alignment import js_distance, js_divergence, letter_distribution, opinion_alignment
-from grpo_lightning.core.groups import GroupStats, group_counts, group_means, group_stats, group_sums
+from grpo_lightning.core.groups import group_counts, group_means, group_sums
 from grpo_lightning.core.logprobs import completion_logps
 from grpo_lightning.core.losses import LOSSES, LossSpec, preference_loss, register_loss
 from grpo_lightning.core.weighting import (
@@ -26,7 +26,6 @@ __all__ = [
     "ESTIMATORS",
     "LOSSES",
     "WEIGHTINGS",
-    "GroupStats",
     "GroupWeighting",
     "LossSpec",
     "completion_logps",
@@ -36,7 +35,6 @@ __all__ = [
     "group_counts",
     "group_loss_estimate",
     "group_means",
-    "group_stats",
     "group_sums",
     "js_distance",
     "js_divergence",
