@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import warnings
 from dataclasses import asdict
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from jsonargparse import Namespace, set_parsing_settings
 from lightning import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor
@@ -76,6 +78,9 @@ class GroupRobustCLI(LightningCLI):
         parser.add_lightning_class_args(OpinionAlignment, "opinion_alignment")  # GOQA data only
 
     def before_instantiate_classes(self) -> None:
+        log.info(
+            "torch uses %d CPU threads (OMP_NUM_THREADS=%s)", torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+        )
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer, data, model = cfg.trainer, cfg.data, cfg.model
         asked = ckpt_path = cfg.get("ckpt_path")
