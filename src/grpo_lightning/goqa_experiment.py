@@ -75,6 +75,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("extra", nargs="*", help="more grpo flags for every run (after --), e.g. -- --model.loss.beta 0.1")
     args = p.parse_args(argv)
+    # Absolute, so results.csv names run directories that --from-results finds from any directory.
+    args.logs, args.out = args.logs.resolve(), args.out.resolve()
     if args.continue_adapter and not args.sft:
         p.error("--continue-adapter needs --sft")
     if args.from_results:
@@ -341,7 +343,8 @@ def read_results(paths: Sequence[Path]) -> list[dict]:
     for path in paths:
         with path.open(newline="") as f:
             for row in csv.DictReader(f):
-                rows.append({k: (v if k in ("model", "test_dir", "fit_dir") else float(v)) for k, v in row.items()})
+                parsed = {k: (v if k in ("model", "test_dir", "fit_dir") else float(v)) for k, v in row.items()}
+                rows.append({**parsed, "seed": int(parsed["seed"])})
     return rows
 
 
