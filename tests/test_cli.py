@@ -245,3 +245,16 @@ def test_fit_without_a_logger(tmp_path):
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "summary_val.json").is_file()
     assert not any(tmp_path.rglob("events.out.tfevents.*"))
+
+
+def test_help_ends_by_saying_where_the_template_options_are(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"], run=False)
+    text = capsys.readouterr().out
+    epilog = text[text.index("The template's own settings") :]
+    for pointer in ("--model.loss.beta", "--model.policy.help CausalLM", "--data.help PreferenceDataModule"):
+        assert pointer in epilog
+    with pytest.raises(SystemExit):
+        main(["fit", "--data.help", "PreferenceDataModule"], run=False)
+    data_help = capsys.readouterr().out
+    assert "--data.path" in data_help and "--data.group_by_length" in data_help

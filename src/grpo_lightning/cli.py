@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import os
@@ -13,7 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from jsonargparse import Namespace, set_parsing_settings
+from jsonargparse import DefaultHelpFormatter, Namespace, set_parsing_settings
 from lightning import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
@@ -47,11 +48,30 @@ from grpo_lightning.opinion_alignment import OpinionAlignment
 log = logging.getLogger(__name__)
 
 
+HELP_EPILOG = """\
+The template's own settings (most of the options above are Lightning's Trainer):
+  --model.*                                  listed above after the trainer's: loss (--model.loss.name,
+                                             --model.loss.beta), group weighting (--model.weighting.*),
+                                             optimizer, precompute_ref_logps, on_nonfinite
+  --model.policy.help CausalLM               the policy: model, GGUF file, LoRA, dtype, prefix sharing
+  --data.help PreferenceDataModule           the data: --data.path, columns, groups, batch_size,
+                                             group_by_length, chat_template
+  --data.help GlobalOpinionQADataModule      Global Opinion QA (countries, n_pairs)
+  --print_config                             the merged configuration of a command
+Configs compose: --config configs/default.yaml --config configs/loss/dpo.yaml (README.md, docs/configs.md)."""
+
+
+class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """jsonargparse's help, with the epilog's lines kept as written."""
+
+
 class GroupRobustCLI(LightningCLI):
     """Links what the model learns from the data (group names, N_g, tokenizer, accumulation)
     and adds the template's callbacks under their own config keys."""
 
     def add_arguments_to_parser(self, parser) -> None:
+        # --help lists Lightning's ~800 trainer lines first; the epilog says where the template's own options are.
+        parser.epilog = HELP_EPILOG
         parser.link_arguments("data.group_names", "model.group_names", apply_on="instantiate")
         parser.link_arguments("data.train_group_counts", "model.group_counts", apply_on="instantiate")
         parser.link_arguments("data.tokenizer", "model.tokenizer", apply_on="instantiate")
@@ -292,7 +312,7 @@ def main(args: list[str] | None = None, run: bool = True, instantiate: bool = Tr
         LightningDataModule,
         subclass_mode_data=True,
         # Errors are raised, not printed with the whole usage: ``entry_point`` prints one line.
-        parser_kwargs={"parser_mode": "omegaconf+", "exit_on_error": False},
+        parser_kwargs={"parser_mode": "omegaconf+", "exit_on_error": False, "formatter_class": _HelpFormatter},
         trainer_defaults={
             "logger": {
                 "class_path": "lightning.pytorch.loggers.TensorBoardLogger",

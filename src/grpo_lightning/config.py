@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import torch
 
 from grpo_lightning.core.losses import LOSSES
-from grpo_lightning.core.weighting import ESTIMATORS, WEIGHTINGS, GroupWeighting
+from grpo_lightning.core.weighting import ESTIMATORS, WEIGHTINGS, Estimator, GroupWeighting
 
-ALPHA_ORDERS = ("paper", "lagged")
+AlphaOrder = Literal["paper", "lagged"]
+ALPHA_ORDERS: tuple[str, ...] = get_args(AlphaOrder)
 
 
 @dataclass(frozen=True)
@@ -69,8 +71,8 @@ class WeightingConfig:
     name: str = "uniform"
     step_size: float = 0.01
     chi: float = 1.0
-    estimator: str = "mean"
-    alpha_order: str = "paper"
+    estimator: Estimator = "mean"
+    alpha_order: AlphaOrder = "paper"
     weights: list[float] | None = field(default=None)
     adjustment: float = 0.0
     rho: float | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import lightning as L
 import torch
@@ -88,11 +88,11 @@ class GroupRobustPreferenceModule(L.LightningModule):
         tokenizer: Any = None,
         accumulate_grad_batches: int = 1,
         gradient_clip_val: float | None = None,
-        gradient_clip_algorithm: str = "norm",
+        gradient_clip_algorithm: Literal["norm", "value"] = "norm",
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = LinearWarmup,
         lr_scheduler_monitor: str = "val/loss",
-        on_nonfinite: str = "raise",
+        on_nonfinite: Literal["raise", "skip"] = "raise",
         precompute_ref_logps: bool = False,
         ref_cache_dir: str | None = None,
     ) -> None:

@@ -30,11 +30,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, Literal, get_args
 
 import torch
 
-ESTIMATORS = ("mean", "scaled_sum", "sum")
+Estimator = Literal["mean", "scaled_sum", "sum"]
+ESTIMATORS: tuple[str, ...] = get_args(Estimator)
 
 
 def group_loss_estimate(

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import datasets
 import lightning as L
@@ -147,7 +147,7 @@ class PreferenceDataModule(L.LightningDataModule):
         split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
         seed: int = 0,
         num_workers: int = 0,
-        predict_split: str = "test",
+        predict_split: Literal["train", "val", "test"] = "test",
         merge_group_case: bool = False,
         group_by_length: bool = False,
         chat_template: bool = False,

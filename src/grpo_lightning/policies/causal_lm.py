@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -195,11 +195,11 @@ class CausalLM(PolicySpec):
         gguf_file: str | None = None,
         tiny: TinyLlama | dict | None = None,
         revision: str | None = None,
-        dtype: str = "float32",
+        dtype: Literal["float32", "bfloat16", "float16"] = "float32",
         trust_remote_code: bool = False,
         average_log_prob: bool = False,
         gradient_checkpointing: bool = False,
-        prefix_sharing: str | bool = "auto",
+        prefix_sharing: Literal["auto", "on", "off"] | bool = "auto",
         lora: LoraSettings | dict | None = None,
         load_in_4bit: bool = False,
         adapter: str | None = None,
