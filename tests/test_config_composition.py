@@ -52,8 +52,9 @@ RUNS: dict[str, tuple[str, ...]] = {
 # Repeated settings lines
 # ----------------------------------------------------------------------------------------------
 
-# `key: value` with a value after the colon, or a list item; bare keys (`model:`) open a block and say nothing.
-_SETTING = re.compile(r"^(-(\s.*)?|[^#\s-][^:]*:\s+\S.*)$")
+# `key: value` with a value after the colon, or a list item; a bare key (`model:`, `model:  # why`) opens a block
+# and sets nothing.
+_SETTING = re.compile(r"^(-(\s.*)?|[^#\s-][^:]*:\s+[^#\s].*)$")
 
 
 def settings_lines(path: Path) -> list[str]:
@@ -86,7 +87,7 @@ def test_settings_are_written_once():
 
 def test_settings_lines_are_what_the_share_counts(tmp_path):
     config = tmp_path / "x.yaml"
-    config.write_text("# a comment\nmodel:\n  loss:\n    name: ipo  # why\n\n    items:\n      - a\n      - b\nk: v\n")
+    config.write_text("# a comment\nmodel:  # why\n  loss:\n    name: ipo  # why\n\n    items:\n      - a\n      - b\nk: v\n")
     assert settings_lines(config) == ["name: ipo  # why", "- a", "- b", "k: v"]
 
 
