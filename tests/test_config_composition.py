@@ -87,7 +87,9 @@ def test_settings_are_written_once():
 
 def test_settings_lines_are_what_the_share_counts(tmp_path):
     config = tmp_path / "x.yaml"
-    config.write_text("# a comment\nmodel:  # why\n  loss:\n    name: ipo  # why\n\n    items:\n      - a\n      - b\nk: v\n")
+    config.write_text(
+        "# a comment\nmodel:  # why\n  loss:\n    name: ipo  # why\n\n    items:\n      - a\n      - b\nk: v\n"
+    )
     assert settings_lines(config) == ["name: ipo  # why", "- a", "- b", "k: v"]
 
 
@@ -154,6 +156,85 @@ def test_merged_config_is_unchanged(name, defaults):
 
 def test_every_experiment_has_a_stored_merged_config():
     assert {p.stem for p in SNAPSHOTS.glob("*.json")} == set(RUNS)
+
+
+# ----------------------------------------------------------------------------------------------
+# __base__
+# ----------------------------------------------------------------------------------------------
+
+
+def _write(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+def _parse(*args: str):
+    from grpo_lightning.cli import main
+
+    return main(list(args), run=False, instantiate=False).config
+
+
+def test_bases_are_applied_first_in_order_as_several_configs(tmp_path):
+    """A file's __base__ (paths relative to it, each with its own bases) is the same as giving those files as
+    --config before it: later files override earlier ones key by key."""
+    _write(tmp_path / "base" / "a.yaml", "seed_everything: 3\ntrainer:\n  max_epochs: 3\n  devices: 1\n")
+    _write(tmp_path / "base" / "b.yaml", "__base__: a.yaml\ntrainer:\n  max_epochs: 4\n  log_every_n_steps: 7\n")
+    _write(tmp_path / "base" / "c.yaml", "model:\n  loss:\n    beta: 0.5\ntrainer:\n  log_every_n_steps: 8\n")
+    top = _write(
+        tmp_path / "exp" / "top.yaml",
+        "# why\n__base__:\n  - ../base/b.yaml\n  - ../base/c.yaml\n\ntrainer:\n  max_epochs: 5\n",
+    )
+    cfg = _parse("--config", top)
+    assert (cfg.seed_everything, cfg.trainer.devices) == (3, 1)  # from a.yaml, through b.yaml
+    assert cfg.trainer.log_every_n_steps == 8  # c.yaml after b.yaml
+    assert cfg.trainer.max_epochs == 5  # the file itself last
+    assert cfg.model.loss.beta == 0.5
+    assert [Path(str(p)).name for p in cfg.config] == ["a.yaml", "b.yaml", "c.yaml", "top.yaml"]
+    # The same as the four files given as --config, each without its __base__.
+    b_own = _write(tmp_path / "own" / "b.yaml", "trainer:\n  max_epochs: 4\n  log_every_n_steps: 7\n")
+    top_own = _write(tmp_path / "own" / "top.yaml", "trainer:\n  max_epochs: 5\n")
+    files = (str(tmp_path / "base" / "a.yaml"), b_own, str(tmp_path / "base" / "c.yaml"), top_own)
+    plain = _parse(*(x for f in files for x in ("--config", f)))
+    assert {**plain.as_dict(), "config": None} == {**cfg.as_dict(), "config": None}
+    # A flag after the config still wins, and a config after it overrides its bases' keys too.
+    later = _write(tmp_path / "later.yaml", "trainer:\n  devices: 2\n")
+    cfg = _parse("--config", top, "--config", later, "--trainer.max_epochs", "9")
+    assert (cfg.trainer.devices, cfg.trainer.max_epochs, cfg.seed_everything) == (2, 9, 3)
+
+
+def test_a_base_loop_or_a_missing_base_is_refused_naming_the_files(tmp_path):
+    a = _write(tmp_path / "a.yaml", "__base__: b.yaml\ntrainer:\n  max_epochs: 1\n")
+    _write(tmp_path / "b.yaml", "__base__: [a.yaml]\n")
+    with pytest.raises(Exception, match=r"__base__ loop: .*a\.yaml -> .*b\.yaml -> .*a\.yaml"):
+        _parse("--config", a)
+    missing = _write(tmp_path / "m.yaml", "__base__: nowhere.yaml\n")
+    with pytest.raises(Exception, match=r"m\.yaml: __base__ names .*nowhere\.yaml, which does not exist"):
+        _parse("--config", missing)
+    bad = _write(tmp_path / "bad.yaml", "__base__: a.yaml\ntrainer:\n  max_epochs: many\n")
+    with pytest.raises(Exception, match=r"bad\.yaml"):
+        _parse("--config", bad)
+
+
+def test_the_saved_config_is_complete_and_has_no_bases(tmp_path, capsys):
+    """What LightningCLI prints and saves (config.yaml beside the logs) is the merged configuration: it holds
+    no __base__ and, read back on its own, gives the run's settings."""
+    from grpo_lightning.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--config", str(ROOT / "configs/experiment/goqa_tiny_gripo.yaml"), "--print_config"], run=False)
+    printed = capsys.readouterr().out
+    assert "__base__" not in printed
+    saved = _write(tmp_path / "config.yaml", printed)
+    assert merged_settings(saved) == merged_settings("configs/experiment/goqa_tiny_gripo.yaml")
+
+
+def test_every_base_reference_in_configs_names_a_file():
+    from grpo_lightning.cli import composed_files
+
+    for path in sorted((ROOT / "configs").rglob("*.yaml")):
+        for file in composed_files(path):
+            assert file.is_file(), (path, file)
 
 
 def _write_snapshots() -> None:
