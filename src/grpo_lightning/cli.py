@@ -61,7 +61,8 @@ The template's own settings (most of the options above are Lightning's Trainer):
                                              group_by_length, chat_template
   --data.help GlobalOpinionQADataModule      Global Opinion QA (countries, n_pairs)
   --print_config                             the merged configuration of a command
-Configs compose: --config configs/default.yaml --config configs/loss/dpo.yaml (README.md, docs/configs.md)."""
+Configs compose: --config configs/default.yaml --config configs/loss/dpo.yaml; a file's __base__ lists the
+files it builds on, read first (README.md, docs/configs.md)."""
 
 
 class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
