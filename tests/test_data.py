@@ -274,7 +274,7 @@ def test_default_experiments_share_data_seed_and_steps_and_evaluate_every_group_
     configs = {}
     for name, path in files.items():
         configs[name] = main(["--config", str(path)], run=False, instantiate=False).config.as_dict()
-        configs[name].pop("config")
+        configs[name].pop("config", None)
     for cfg in configs.values():
         cfg["trainer"]["logger"]["init_args"].pop("name")
         generated = cfg["data"]["init_args"]["generated"]
