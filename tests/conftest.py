@@ -89,6 +89,29 @@ def goqa_csv(tmp_path_factory):
     return path
 
 
+def composed_yaml(path) -> dict:
+    """A config file's raw YAML merged over its ``__base__`` files key by key (later files win), without the CLI's
+    class_path rules: for tests that read a config's own keys (a policy's file, a data class) without parsing it."""
+    import yaml
+
+    from grpo_lightning.cli import BASE_KEY, composed_files
+
+    def merge(into: dict, new: dict) -> dict:
+        for key, value in new.items():
+            if isinstance(value, dict) and isinstance(into.get(key), dict):
+                merge(into[key], value)
+            else:
+                into[key] = value
+        return into
+
+    out: dict = {}
+    for file in composed_files(path):
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        loaded.pop(BASE_KEY, None)
+        merge(out, loaded)
+    return out
+
+
 #: CLI flags that shrink the default config's data: 100 generated training pairs, 4 val and 4 test
 #: pairs per group, short sequences.
 TINY_DATA_FLAGS = [

@@ -265,14 +265,16 @@ def test_a_split_column_with_another_value_is_refused_naming_the_row():
 def test_default_experiments_share_data_seed_and_steps_and_evaluate_every_group_alike():
     """IPO, IS-IPO and GR-IPO on the default task differ only in the weighting and the log name,
     and evaluate each group on ≥ 100 val and ≥ 200 test pairs drawn apart from the training pool."""
-    import yaml
+    from grpo_lightning.cli import main
 
     root = Path(__file__).resolve().parents[1] / "configs"
-    configs = {
-        name: yaml.safe_load((root / "experiment" / f"default_{name}.yaml").read_text())
-        for name in ("ipo", "isipo", "gripo")
-    }
-    configs["default"] = yaml.safe_load((root / "default.yaml").read_text())
+    files = {name: root / "experiment" / f"default_{name}.yaml" for name in ("ipo", "isipo", "gripo")}
+    files["default"] = root / "default.yaml"
+    # The merged configurations (the files build on shared bases), less the list of files read.
+    configs = {}
+    for name, path in files.items():
+        configs[name] = main(["--config", str(path)], run=False, instantiate=False).config.as_dict()
+        configs[name].pop("config", None)
     for cfg in configs.values():
         cfg["trainer"]["logger"]["init_args"].pop("name")
         generated = cfg["data"]["init_args"]["generated"]

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from conftest import TINY_MODEL_FLAGS
 
 from grpo_lightning.cli import main
@@ -246,8 +245,7 @@ def test_overlays_and_experiments_log_under_names_of_their_own():
     assert len(set(names.values())) == len(names), names
     assert names[("configs/loss/dpo.yaml",)] == "dpo_robust"
     experiments = {
-        p.name: yaml.safe_load(p.read_text())["trainer"]["logger"]["init_args"]["name"]
-        for p in sorted((ROOT / "configs/experiment").glob("*.yaml"))
+        p.name: _logger_name(str(p.relative_to(ROOT))) for p in sorted((ROOT / "configs/experiment").glob("*.yaml"))
     }
     assert len(set(experiments.values())) == len(experiments), experiments
     assert not set(experiments.values()) & set(names.values())

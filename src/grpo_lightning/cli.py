@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import sys
 import warnings
 from dataclasses import asdict
@@ -14,11 +15,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from jsonargparse import DefaultHelpFormatter, Namespace, set_parsing_settings
+import yaml
+from jsonargparse import ActionConfigFile, DefaultHelpFormatter, Namespace, get_config_read_mode, set_parsing_settings
+from jsonargparse import Path as ConfigPath
 from lightning import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from grpo_lightning.callbacks import (
     GroupSummary,
@@ -58,16 +61,113 @@ The template's own settings (most of the options above are Lightning's Trainer):
                                              group_by_length, chat_template
   --data.help GlobalOpinionQADataModule      Global Opinion QA (countries, n_pairs)
   --print_config                             the merged configuration of a command
-Configs compose: --config configs/default.yaml --config configs/loss/dpo.yaml (README.md, docs/configs.md)."""
+Configs compose: --config configs/default.yaml --config configs/loss/dpo.yaml; a file's __base__ lists the
+files it builds on, read first (README.md, docs/configs.md)."""
 
 
 class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """jsonargparse's help, with the epilog's lines kept as written."""
 
 
+#: The top-level key of a config file that names the files it builds on (docs/configs.md, "Bases").
+BASE_KEY = "__base__"
+_BASE_LINE = re.compile(rf"^{re.escape(BASE_KEY)}\s*:")
+
+
+def config_bases(path: str | os.PathLike) -> list[Path]:
+    """The files ``path``'s ``__base__`` names (one path or a list, each relative to ``path``'s folder), in order."""
+    path = Path(path)
+    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    bases = loaded.get(BASE_KEY) if isinstance(loaded, dict) else None
+    if bases is None:
+        return []
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ValueError(f"{path}: {BASE_KEY} must be a file or a list of files, got {bases!r}")
+    return [path.parent / b for b in bases]
+
+
+def composed_files(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> list[Path]:
+    """``path`` with its bases expanded, depth first: the files in the order ``--config`` applies them,
+    ``path`` last. A file reached twice (a diamond) is applied twice, as two ``--config`` would be."""
+    path = Path(path)
+    here = path.resolve()
+    if here in _chain:
+        raise ValueError(f"{BASE_KEY} loop: {' -> '.join(str(p) for p in (*_chain, here))}")
+    if not path.is_file():
+        raise FileNotFoundError(f"{_chain[-1] if _chain else 'config'}: {BASE_KEY} names {path}, which does not exist")
+    return [f for base in config_bases(path) for f in composed_files(base, (*_chain, here))] + [path]
+
+
+def _without_bases(text: str) -> str:
+    """A config's text without its top-level ``__base__`` entry (the line and the list items or indented
+    lines that continue it); every other line, comments and number spellings included, as written."""
+    out, skipping = [], False
+    for line in text.splitlines(keepends=True):
+        if _BASE_LINE.match(line):
+            skipping = True
+            continue
+        if skipping and (not line.strip() or line[0] in " \t-#"):
+            continue
+        skipping = False
+        out.append(line)
+    return "".join(out)
+
+
+class ComposedConfigFile(ActionConfigFile):
+    """``--config`` that also reads a file's ``__base__``: its bases are applied first, in order (each with
+    its own bases), then the file itself, exactly as if each had been given as ``--config`` before it.
+
+    jsonargparse has no include of its own that an experiment could also override: ``trainer: file.yaml``
+    loads one group from a file but leaves no room for the experiment's own trainer keys, and a ``config:``
+    key inside a file is ignored.
+    """
+
+    @staticmethod
+    def apply_config(parser, cfg, dest, value) -> None:
+        path = Path(str(value)) if isinstance(value, (str, os.PathLike)) else None
+        if path is None or not path.is_file() or not config_bases(path):
+            ActionConfigFile.apply_config(parser, cfg, dest, value)
+            return
+        *bases, _ = composed_files(path)
+        for base in bases:
+            if not config_bases(base):
+                ActionConfigFile.apply_config(parser, cfg, dest, str(base))
+            else:
+                ComposedConfigFile._apply_without_bases(parser, cfg, dest, base)
+        ComposedConfigFile._apply_without_bases(parser, cfg, dest, path)
+
+    @staticmethod
+    def _apply_without_bases(parser, cfg, dest, path: Path) -> None:
+        # jsonargparse refuses an unknown key, so the file goes in as its text without __base__, read with the
+        # file's folder as the base of relative paths inside it, and is recorded under --config as itself.
+        content = _without_bases(path.read_text(encoding="utf-8"))
+        if yaml.safe_load(content) is None:  # nothing but bases
+            return
+        config_path = ConfigPath(str(path), mode=get_config_read_mode())
+        try:
+            with config_path.relative_path_context():
+                ActionConfigFile.apply_config(parser, cfg, dest, content)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{path}: {err}") from err
+        cfg[dest][-1] = config_path
+
+
 class GroupRobustCLI(LightningCLI):
     """Links what the model learns from the data (group names, N_g, tokenizer, accumulation)
     and adds the template's callbacks under their own config keys."""
+
+    def init_parser(self, **kwargs: Any) -> LightningArgumentParser:
+        # LightningCLI's own parser, with a --config that reads __base__ (ComposedConfigFile).
+        kwargs.setdefault("dump_header", [f"lightning.pytorch=={L.__version__}"])
+        parser = self.parser_class(**kwargs)
+        parser.add_argument(
+            "-c",
+            "--config",
+            action=ComposedConfigFile,
+            help="Path to a configuration file in json or yaml format; its __base__ files are read first.",
+        )
+        return parser
 
     def add_arguments_to_parser(self, parser) -> None:
         # --help lists Lightning's ~800 trainer lines first; the epilog says where the template's own options are.
