@@ -260,13 +260,18 @@ def _assert_same_run(path_a: Path, path_b: Path) -> None:
 def _logged_step(metrics_csv: Path) -> int:
     """The last optimizer step whose metrics row the child has written (CSV step N - 1)."""
     try:
-        rows = metrics_csv.read_text().splitlines()[1:]
+        # One read: the logger rewrites the whole file (a new header) when a new metric appears, so a header and
+        # rows from two reads may not match.
+        lines = metrics_csv.read_text().splitlines()
     except FileNotFoundError:
         return 0
-    header = metrics_csv.read_text().splitlines()[0].split(",") if rows else []
-    col = header.index("step") if "step" in header else None
-    steps = [int(r.split(",")[col]) + 1 for r in rows if col is not None and len(r.split(",")) > col]
-    return max(steps, default=0)
+    header = lines[0].split(",") if lines else []
+    if "step" not in header:
+        return 0
+    col = header.index("step")
+    rows = (line.split(",") for line in lines[1:])
+    # A row caught half-written may lack its step or hold part of another field there.
+    return max((int(r[col]) + 1 for r in rows if len(r) == len(header) and r[col].isdigit()), default=0)
 
 
 def _signal_when(proc: subprocess.Popen, metrics_csv: Path, signum: int, timeout: float, seen: dict) -> None:
