@@ -34,9 +34,10 @@ class EpochShuffle(DistributedSampler):
     rather than wrapping it in another distributed sampler. With one rank the order is the permutation itself.
 
     ``state_dict()`` is the epoch of the iteration in progress and how many of this rank's indices it has handed
-    out (``StatefulDataLoader`` saves it); after ``load_state_dict`` the next iteration of that same epoch starts
-    after them. A state of another epoch is dropped: a checkpoint written at the end of epoch e holds all of e's
-    indices as handed out, and the run resumes with epoch e + 1 from its start.
+    out (``StatefulDataLoader`` saves it); ``load_state_dict`` sets that epoch, and the next iteration starts after
+    those indices. A state that holds all of an epoch's indices (a checkpoint at the end of epoch e) resumes with
+    epoch e + 1 from its start; a loaded position is dropped if ``set_epoch`` moves to another epoch before the
+    iteration starts.
     """
 
     def __init__(self, n: int, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
@@ -73,7 +74,13 @@ class EpochShuffle(DistributedSampler):
         return dict(self._resume if self._resume is not None else self._position)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._resume = {"epoch": int(state_dict["epoch"]), "yielded": int(state_dict["yielded"])}
+        epoch, yielded = int(state_dict["epoch"]), int(state_dict["yielded"])
+        if yielded >= self.num_samples:  # a finished epoch: the next index is the first of the next epoch
+            epoch, yielded = epoch + 1, 0
+        # The epoch too, not only the position in it: with workers the loader draws its first batches when its
+        # iterator is created, and Lightning creates a resumed loader's iterator before it calls set_epoch.
+        self.set_epoch(epoch)
+        self._resume = {"epoch": epoch, "yielded": yielded}
 
 
 class LengthGroupedShuffle(EpochShuffle):
