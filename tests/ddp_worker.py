@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 
 from grpo_lightning.config import LossConfig, WeightingConfig  # noqa: E402
 from grpo_lightning.data import GeneratedOpinions, PreferenceDataModule  # noqa: E402
+from grpo_lightning.data.loaders import EpochShuffle  # noqa: E402
 from grpo_lightning.data.tokenization import PairCollator  # noqa: E402
 from grpo_lightning.module import GroupRobustPreferenceModule  # noqa: E402
 from grpo_lightning.policies import CausalLM, TinyLlama  # noqa: E402
@@ -137,6 +138,14 @@ def main(mode: str, out: str) -> None:
         "params": params,
         "indices": torch.tensor(record.indices),
     }
+    if mode == "ddp":
+        # The training loader's own sampler shards the seeded order (Lightning did not wrap it): this rank's
+        # pairs are its round-robin share of the epoch's order.
+        sampler = trainer.train_dataloader.sampler
+        result["sampler"] = [type(sampler).__name__, sampler.num_replicas, sampler.rank]
+        shard = EpochShuffle(len(dm.dataset("train")), dm.seed, num_replicas=2, rank=trainer.global_rank)
+        index = dm.dataset("train")["index"]
+        result["expected_indices"] = torch.tensor([index[i] for i in shard][: STEPS * PER_RANK]).view(STEPS, PER_RANK)
     name = f"rank{trainer.global_rank}.pt" if mode == "ddp" else "single.pt"
     torch.save(result, os.path.join(out, name))
 

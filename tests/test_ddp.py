@@ -39,6 +39,9 @@ def test_ddp_alpha_equal_across_ranks_and_to_single_process(tmp_path):
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["indices"].shape == r1["indices"].shape == (3, 4)
     assert not set(r0["indices"].flatten().tolist()) & set(r1["indices"].flatten().tolist()), "ranks see other pairs"
+    for rank, r in enumerate((r0, r1)):
+        assert r["sampler"] == ["EpochShuffle", 2, rank]
+        assert torch.equal(r["indices"], r["expected_indices"])
     assert torch.equal(r0["log_alpha"], r1["log_alpha"])
     assert torch.equal(r0["checksum"], r1["checksum"])
     alpha = r0["log_alpha"]

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from grpo_lightning.data import PreferenceDataModule
-from grpo_lightning.data.loaders import LengthGroupedShuffle, SeededShuffle
+from grpo_lightning.data.loaders import EpochShuffle, LengthGroupedShuffle
 from grpo_lightning.policies import CausalLM, TinyLlama
 
 WORDS = ["tea", "coffee", "rain", "sun", "river", "hill", "market", "school", "bridge", "garden"]
@@ -19,7 +19,7 @@ WORDS = ["tea", "coffee", "rain", "sun", "river", "hill", "market", "school", "b
 def test_the_order_is_a_seeded_permutation_of_length_sorted_batches():
     lengths = [(7 * i) % 23 for i in range(30)]  # 0..22 in a scrambled order, with repeats
     sampler = LengthGroupedShuffle(lengths, batch_size=4, seed=3, megabatch_batches=2)  # windows of 8 indices
-    plain = SeededShuffle(30, seed=3)
+    plain = EpochShuffle(30, seed=3)
     orders = []
     for epoch in (0, 1):
         sampler.set_epoch(epoch)
@@ -57,11 +57,18 @@ def pairs_file(tmp_path_factory):
     return _write_pairs(tmp_path_factory.mktemp("len") / "pairs.jsonl")
 
 
-def _dm(path, grouped: bool) -> PreferenceDataModule:
+def _dm(path, grouped: bool, workers: int = 0) -> PreferenceDataModule:
     return PreferenceDataModule(
         path=str(path), max_length=96, max_prompt_length=80, batch_size=4, split_fractions=(1.0, 0.0, 0.0),
-        seed=5, group_by_length=grouped,
+        seed=5, group_by_length=grouped, num_workers=workers,
     )  # fmt: skip
+
+
+# Plain and length-grouped order in the main process, and with 2 workers (which draw batches ahead, from the
+# moment the loader's iterator is created).
+LOADERS = pytest.mark.parametrize(
+    ("grouped", "workers"), [(True, 0), (False, 0), (True, 2)], ids=["group_by_length", "plain", "2-workers"]
+)
 
 
 def _padding(batches) -> int:
@@ -92,12 +99,27 @@ def test_grouped_batches_pad_less_and_give_every_pair_the_same_log_probs(pairs_f
         torch.testing.assert_close(logps["grouped"][i], logps["plain"][i], atol=1e-5, rtol=1e-5)
 
 
-def test_grouped_loader_resumes_mid_epoch_with_the_uninterrupted_batches(pairs_file):
-    straight = _dm(pairs_file, True).train_dataloader()
+class _CountingCollate:
+    """The loader's collate function, counting the batches it collates."""
+
+    def __init__(self, collate) -> None:
+        self.collate, self.calls = collate, 0
+
+    def __call__(self, rows):
+        self.calls += 1
+        return self.collate(rows)
+
+
+@LOADERS
+def test_loader_resumes_mid_epoch_with_the_uninterrupted_batches_without_loading_the_skipped_ones(
+    pairs_file, grouped, workers
+):
+    straight = _dm(pairs_file, grouped).train_dataloader()
     straight.sampler.set_epoch(1)
     expected = [b["index"].tolist() for b in straight]
+    assert len(expected) == 12  # 48 pairs in batches of 4
 
-    interrupted = _dm(pairs_file, True).train_dataloader()
+    interrupted = _dm(pairs_file, grouped, workers).train_dataloader()
     interrupted.sampler.set_epoch(1)
     seen = []
     for k, batch in enumerate(interrupted):
@@ -105,9 +127,59 @@ def test_grouped_loader_resumes_mid_epoch_with_the_uninterrupted_batches(pairs_f
         if k == 4:
             break
     state = interrupted.state_dict()
-    assert state == {"epoch": 1, "batches": 5}
 
-    resumed = _dm(pairs_file, True).train_dataloader()  # a new process: new module, new loader
+    resumed = _dm(pairs_file, grouped, workers).train_dataloader()  # a new process: new module, new loader
     resumed.load_state_dict(state)
+    counting = resumed.collate_fn = _CountingCollate(resumed.collate_fn)
+    iterator = iter(resumed)  # Lightning creates the iterator, then sets the epoch
     resumed.sampler.set_epoch(1)
-    assert seen + [b["index"].tolist() for b in resumed] == expected
+    rest = [b["index"].tolist() for b in iterator]
+    assert seen + rest == expected
+    if not workers:  # (workers collate in their own processes)
+        # Only the 7 remaining batches were collated (the fetcher collates every batch it loads): the 5 before
+        # the checkpoint were neither loaded nor collated again.
+        assert counting.calls == len(rest) == 7
+
+    # The next epoch is whole, in the order of an uninterrupted run.
+    resumed.sampler.set_epoch(2)
+    straight.sampler.set_epoch(2)
+    assert [b["index"].tolist() for b in resumed] == [b["index"].tolist() for b in straight]
+    if not workers:
+        assert counting.calls == 7 + 12
+
+
+@LOADERS
+def test_a_state_of_a_finished_epoch_resumes_with_the_whole_next_epoch(pairs_file, grouped, workers):
+    """A checkpoint at the end of epoch 0 holds every index of it as handed out; the resumed run starts epoch 1,
+    which must not skip that many of its own. Lightning draws exactly the loader's length, so the iterator has
+    not seen its end when the checkpoint is written, and the same iterator goes on with epoch 1."""
+    finished = _dm(pairs_file, grouped, workers).train_dataloader()
+    finished.sampler.set_epoch(0)
+    epoch0 = iter(finished)
+    assert len([next(epoch0) for _ in range(len(finished))]) == 12
+    resumed = _dm(pairs_file, grouped, workers).train_dataloader()
+    resumed.load_state_dict(finished.state_dict())
+    iterator = iter(resumed)
+    resumed.sampler.set_epoch(1)
+    straight = _dm(pairs_file, grouped).train_dataloader()
+    straight.sampler.set_epoch(1)
+    assert [b["index"].tolist() for b in iterator] == [b["index"].tolist() for b in straight]
+
+
+@pytest.mark.parametrize("n", [30, 29])
+def test_ranks_share_each_length_grouped_global_batch(n):
+    """Under DDP (2 ranks, 2 pairs each per step) rank r's k-th batch is its round-robin half of the k-th batch of
+    the order grouped with global batches of 4, so the grouping holds on both ranks; the ranks' indices cover every
+    pair (29: one padded with the order's first index, as DistributedSampler pads)."""
+    lengths = [(7 * i) % 23 for i in range(n)]
+    whole = LengthGroupedShuffle(lengths, batch_size=4, seed=3, megabatch_batches=2)
+    ranks = [LengthGroupedShuffle(lengths, batch_size=2, seed=3, megabatch_batches=2, num_replicas=2, rank=r) for r in (0, 1)]  # fmt: skip
+    for epoch in (0, 1):
+        for s in (whole, *ranks):
+            s.set_epoch(epoch)
+        order, (r0, r1) = list(whole), (list(r) for r in ranks)
+        assert len(r0) == len(r1) == 15
+        padded = order + order[: 30 - n]
+        for k in range(0, 15, 2):  # batches of 2 per rank
+            assert sorted(r0[k : k + 2] + r1[k : k + 2]) == sorted(padded[2 * k : 2 * k + 4])
+        assert sorted(set(r0 + r1)) == list(range(n))

@@ -398,6 +398,8 @@ def main(args: list[str] | None = None, run: bool = True, instantiate: bool = Tr
     # rank-zero loggers Lightning imported last).
     for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
         logging.getLogger(name).addFilter(_drop_litlogger_tip)
+    # torchdata's StatefulDataLoader (the training loader) still calls torch's deprecated set_vital; nothing to act on.
+    warnings.filterwarnings("ignore", message=r"'set_vital' is deprecated", category=UserWarning)
     # Checkpoints of manual optimisation hold the state after the step, which is what a resume continues from.
     warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization")
     # omegaconf+ resolves ${...} interpolations after all configs and flags are merged, so an

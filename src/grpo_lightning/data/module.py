@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from grpo_lightning.data.generated import GeneratedOpinions
-from grpo_lightning.data.loaders import LengthGroupedShuffle, ResumableDataLoader, SeededShuffle
+from grpo_lightning.data.loaders import EpochShuffle, LengthGroupedShuffle, training_loader
 from grpo_lightning.data.rows import (
     SOURCE_COLUMNS,
     SPLIT_COLUMN,
@@ -407,19 +407,29 @@ class PreferenceDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         ds = self.dataset(split).select_columns(["chosen_ids", "rejected_ids", "prompt_length", "group_id", "index"])
-        sampler = None
-        if shuffle and self.group_by_length:
-            sampler = LengthGroupedShuffle(pair_lengths(ds), batch_size, self.seed)
-        elif shuffle:
-            sampler = SeededShuffle(len(ds), self.seed)
-        return (ResumableDataLoader if shuffle else DataLoader)(
+        collate = PairCollator(self.tokenizer.pad_token_id)
+        if shuffle:
+            shard = self._shard()
+            if self.group_by_length:
+                sampler: EpochShuffle = LengthGroupedShuffle(pair_lengths(ds), batch_size, self.seed, **shard)
+            else:
+                sampler = EpochShuffle(len(ds), self.seed, **shard)
+            return training_loader(ds, sampler, batch_size, collate, self.num_workers)
+        return DataLoader(
             ds,
             batch_size=batch_size,
-            sampler=sampler,
-            collate_fn=PairCollator(self.tokenizer.pad_token_id),
+            collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def _shard(self) -> dict[str, int]:
+        """This process's share of the training data: the trainer's ranks under DDP (the sampler shards the
+        order itself, so Lightning does not wrap it), else all of it (no trainer attached, or one process)."""
+        kwargs = self.trainer.distributed_sampler_kwargs if self.trainer is not None else None
+        if not kwargs:
+            return {"num_replicas": 1, "rank": 0}
+        return {"num_replicas": int(kwargs["num_replicas"]), "rank": int(kwargs["rank"])}
 
     def train_dataloader(self) -> DataLoader:
         # One batch = one optimizer step (the module splits it into micro-batches), so the
