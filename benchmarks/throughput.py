@@ -270,9 +270,27 @@ def main() -> None:
     ap.add_argument(
         "--threads", type=int, default=1, help="torch threads per run (1: stable timings on a shared machine)"
     )
+    ap.add_argument(
+        "--shape",
+        choices=("tiny", "smollm2-135m"),
+        default="tiny",
+        help="tiny: the toy Llama (hidden 256, 4 layers, vocab 512); smollm2-135m: SmolLM2-135M on GOQA batches "
+        "(real_shape.py: its own modes; --steps/--warmup/--repeats do not apply, every mode runs one epoch of --pairs)",
+    )
+    ap.add_argument("--pairs", type=int, default=64, help="smollm2-135m: training pairs (one epoch) per mode")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.shape == "smollm2-135m":
+        import real_report
+
+        if args.modes == list(MODES):
+            args.modes = list(real_report.rs.MODES)
+        if args.child:
+            real_report.child(args.child, args.pairs, args.cache_dir, args.threads)
+        else:
+            real_report.main(args)
+        return
     if args.child:
         child(args.child, args.steps, args.warmup, args.cache_dir, args.threads)
         return

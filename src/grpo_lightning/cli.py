@@ -45,6 +45,7 @@ from grpo_lightning.errors import (
     unreadable_checkpoint,
     user_message,
 )
+from grpo_lightning.host_memory import ENV, cap_heap_retention
 from grpo_lightning.module import GroupRobustPreferenceModule
 from grpo_lightning.opinion_alignment import OpinionAlignment
 
@@ -388,6 +389,10 @@ def _drop_litlogger_tip(record: logging.LogRecord) -> bool:
 
 def main(args: list[str] | None = None, run: bool = True, instantiate: bool = True) -> GroupRobustCLI:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if cap_heap_retention():  # before any tensor is allocated (host_memory.py: why)
+        log.info(
+            "glibc mmap threshold fixed at 4 MiB (freed activation buffers go back to the system; %s overrides)", ENV
+        )
     # The frozen reference is in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     # Lightning's own pytree helper still builds torch's deprecated LeafSpec; nothing to act on here.

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from grpo_lightning.policies.lora_fused import fuse_lora_linears
+
 
 @dataclass(frozen=True)
 class LoraSettings:
@@ -19,12 +21,16 @@ class LoraSettings:
         dropout: dropout on the adapter input. Keep 0 for exact group-robust α pre-passes
             (the no-grad pre-pass and the gradient pass then see the same losses).
         target_modules: names of the linear layers that get adapters.
+        fused: run each adapted linear layer as one matmul with the merged weight W + (α/r)·BA
+            (:mod:`grpo_lightning.policies.lora_fused`; the same values up to float rounding, about a
+            quarter less time per step on a CPU); ``False`` runs peft's forward.
     """
 
     r: int = 8
     alpha: float = 16.0
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    fused: bool = True
 
     def __post_init__(self) -> None:
         if self.r < 1:
@@ -53,4 +59,7 @@ def apply_lora(model: nn.Module, settings: LoraSettings, *, gradient_checkpointi
         bias="none",
         task_type="CAUSAL_LM",
     )
-    return get_peft_model(model, config)
+    model = get_peft_model(model, config)
+    if settings.fused:
+        fuse_lora_linears(model)
+    return model
