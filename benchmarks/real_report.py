@@ -15,7 +15,7 @@ import tempfile
 import real_shape as rs
 from flops import Arch, step_flops, work
 
-STEP0_RTOL = 1e-4  # same weights, same pairs: only float rounding differs
+LOSS_RTOL = 1e-3  # same weights, pairs and updates: only float rounding differs
 # Modes that see the same batches, each compared step by step with the first of its group.
 SAME_ORDER = (
     ("plain", "prefix", "prefix_cache", "bare", "trl"),
@@ -84,33 +84,29 @@ def summarise(res: dict) -> dict:
 
 
 def check_losses(rows: dict[str, dict]) -> list[str]:
-    """Step-0 losses of same-order modes agree to ``STEP0_RTOL`` (all start from the same weights;
-    LoRA's B = 0 makes the LoRA policy the base model); later steps are reported, not asserted
-    (AdamW's first steps amplify rounding differences)."""
+    """Per-step losses of the modes that see the same batches agree to ``LOSS_RTOL``.
+
+    Step 0 proves little: every mode starts with the policy equal to the reference (LoRA's B = 0),
+    so h = 0 and every IPO loss is 1/(2β)² exactly. From step 1 on the loss depends on the update each
+    mode made, through its own forward, backward and optimizer code, so agreement there is the check.
+    """
     lines, bad = [], []
-    ref0 = rows.get("plain", {}).get("losses", [None])[0]
     for group in SAME_ORDER:
         present = [m for m in group if m in rows]
         if not present:
             continue
         base = rows[present[0]]["losses"]
-        for m in present:
+        for m in present[1:]:
             ls = rows[m]["losses"]
             if len(ls) != len(base):
                 bad.append(f"{m}: {len(ls)} steps, {present[0]} {len(base)}")
                 continue
-            dev0 = abs(ls[0] - base[0]) / abs(base[0])
-            dev = max(abs(x - y) / abs(y) for x, y in zip(ls, base, strict=True))
+            devs = [abs(x - y) / abs(y) for x, y in zip(ls, base, strict=True)]
             lines.append(
-                f"  {m:24s} vs {present[0]:14s} step 0 {ls[0]:.6g} (rel. dev {dev0:.1e}), max over steps {dev:.1e}"
+                f"  {m:24s} vs {present[0]:18s} losses {', '.join(f'{x:.2f}' for x in ls)}; max rel. dev {max(devs):.1e}"
             )
-            if dev0 > STEP0_RTOL:
-                bad.append(f"{m}: step-0 loss {ls[0]!r} != {present[0]}'s {base[0]!r}")
-        if ref0 is not None and group[0] == "lora_cache" and "lora_cache" in rows:
-            dev = abs(rows["lora_cache"]["losses"][0] - ref0) / abs(ref0)
-            lines.append(f"  {'lora_cache':24s} vs {'plain':14s} step 0 rel. dev {dev:.1e} (B = 0: same policy)")
-            if dev > STEP0_RTOL:
-                bad.append(f"lora_cache step-0 loss differs from plain's by {dev:.1e}")
+            if max(devs) > LOSS_RTOL:
+                bad.append(f"{m}: losses {ls} differ from {present[0]}'s {base} by up to {max(devs):.1e}")
     return lines + [f"LOSS MISMATCH: {b}" for b in bad]
 
 
@@ -180,7 +176,7 @@ def main(args) -> None:
             f"{r['gflops']:8.1f} {r['gflops'] / peak:5.2f} {r['peak_mib']:9.0f} {r['pairs_per_s'] / trl_best:10.2f}x "
             f"{r['pairs_per_s'] / bare:7.2f}x"
         )
-    print("losses (IPO, same weights and pairs at step 0):")
+    print(f"losses per step (IPO; modes with the same batches, rel. tolerance {LOSS_RTOL}):")
     for line in check_losses(runs):
         print(line)
     ours = [m for m in runs if rs.MODES[m].runner == "ours"]
