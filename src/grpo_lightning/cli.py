@@ -9,7 +9,6 @@ import os
 import re
 import sys
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from lightning import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from omegaconf import OmegaConf
 
 from grpo_lightning.callbacks import (
     GroupSummary,
@@ -32,7 +32,7 @@ from grpo_lightning.callbacks import (
     SaveTokenizer,
 )
 from grpo_lightning.checkpointing import RunCheckpoint
-from grpo_lightning.config import LossConfig, WeightingConfig
+from grpo_lightning.config import weighting_from_dict
 from grpo_lightning.data.generated import GeneratedOpinions
 from grpo_lightning.data.module import PreferenceDataModule, source_settings
 from grpo_lightning.data.tokenization import read_checkpoint
@@ -45,6 +45,7 @@ from grpo_lightning.errors import (
     unreadable_checkpoint,
     user_message,
 )
+from grpo_lightning.losses import loss_from_dict
 from grpo_lightning.module import GroupRobustPreferenceModule
 from grpo_lightning.opinion_alignment import OpinionAlignment
 
@@ -53,9 +54,13 @@ log = logging.getLogger(__name__)
 
 HELP_EPILOG = """\
 The template's own settings (most of the options above are Lightning's Trainer):
-  --model.*                                  listed above after the trainer's: loss (--model.loss.name,
-                                             --model.loss.beta), group weighting (--model.weighting.*),
-                                             optimizer, precompute_ref_logps, on_nonfinite
+  --model.*                                  listed above after the trainer's: loss (--model.loss DPO,
+                                             --model.loss.beta), group weighting (--model.weighting
+                                             RobustWeighting, --model.weighting.*), optimizer,
+                                             precompute_ref_logps, on_nonfinite
+  --model.loss.help IPO                      a loss's settings (DPO, IPO, Hinge, Exponential, ...)
+  --model.weighting.help RobustWeighting     a weighting's settings (Uniform-, Importance-, Robust-,
+                                             CVaR-, TiltedWeighting)
   --model.policy.help CausalLM               the policy: model, GGUF file, LoRA, dtype, prefix sharing
   --data.help PreferenceDataModule           the data: --data.path, columns, groups, batch_size,
                                              group_by_length, chat_template
@@ -68,6 +73,28 @@ files it builds on, read first (README.md, docs/configs.md)."""
 class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """jsonargparse's help, with the epilog's lines kept as written."""
 
+
+def method_short_name(class_path: str) -> str:
+    """The short name (``ipo``, ``robust``) of the loss or weighting class a ``class_path`` names, as a bare class
+    name or an import path: the ``${method:...}`` resolver of configs/base/method_name.yaml, so that run names stay
+    ``<loss>_<weighting>`` (``dpo_robust``). A class without a ``name`` gives its class name in lower case."""
+    from grpo_lightning.core.weighting import WEIGHTINGS
+    from grpo_lightning.losses import BUILTIN_LOSSES
+
+    for cls in (*BUILTIN_LOSSES.values(), *WEIGHTINGS.values()):
+        if class_path in (cls.__name__, f"{cls.__module__}.{cls.__qualname__}"):
+            return cls.name
+    module_name, _, name = str(class_path).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name) if module_name else None
+    except (ImportError, AttributeError):
+        cls = None
+    return getattr(cls, "name", "") or name.lower()
+
+
+# Registered once at import: omegaconf+ resolves ${method:...} after all configs and flags are merged.
+if not OmegaConf.has_resolver("method"):
+    OmegaConf.register_new_resolver("method", method_short_name)  # noqa: the 2.1 name
 
 #: The top-level key of a config file that names the files it builds on (docs/configs.md, "Bases").
 BASE_KEY = "__base__"
@@ -302,23 +329,30 @@ def _data_class(data) -> type | None:
         return None
 
 
+def _short_name(obj) -> str:
+    return getattr(obj, "name", "") or type(obj).__name__
+
+
 def _method_differences(ckpt: dict[str, Any], cfg) -> list[str]:
     """The method settings (loss, β, weighting, groups, data source) in which the run that wrote
     ``ckpt`` and this configuration differ, each as ``setting: checkpoint value != this run's``."""
     saved = ckpt.get("hyper_parameters") or {}
     model = cfg.model
-    ours = {
-        "model.loss": asdict(LossConfig(**(_plain(model.get("loss")) or {}))),
-        "model.weighting": asdict(WeightingConfig(**(_plain(model.get("weighting")) or {}))),
-    }
     out = []
-    for key, current in ours.items():
+    # Both sides as built objects, so a legacy {name: ...} checkpoint compares with a class_path config,
+    # and a different class is named by its short name (ipo, robust), as in run names.
+    for key, build in (("model.loss", loss_from_dict), ("model.weighting", weighting_from_dict)):
         theirs = saved.get(key.split(".")[1])
         if theirs is None:
             continue
-        for field, value in current.items():
-            if field in theirs and theirs[field] != value:
-                out.append(f"{key}.{field}: {theirs[field]!r} != {value!r}")
+        theirs, current = build(theirs), build(_plain(model.get(key.split(".")[1])))
+        if type(theirs) is not type(current):
+            out.append(f"{key}: {_short_name(theirs)!r} != {_short_name(current)!r}")
+            continue
+        mine = current.to_dict()["init_args"]
+        for field, value in theirs.to_dict()["init_args"].items():
+            if field in mine and mine[field] != value:
+                out.append(f"{key}.{field}: {value!r} != {mine[field]!r}")
     data = cfg.data
     init = _plain(data.get("init_args") if "init_args" in data else data) or {}
     data_cls = _data_class(data)
