@@ -94,7 +94,8 @@ def method_short_name(class_path: str) -> str:
 
 # Registered once at import: omegaconf+ resolves ${method:...} after all configs and flags are merged.
 if not OmegaConf.has_resolver("method"):
-    OmegaConf.register_new_resolver("method", method_short_name)  # noqa: the 2.1 name
+    # omegaconf 2.4 renames register_new_resolver (now deprecated) to register_resolver.
+    (getattr(OmegaConf, "register_resolver", None) or OmegaConf.register_new_resolver)("method", method_short_name)
 
 #: The top-level key of a config file that names the files it builds on (docs/configs.md, "Bases").
 BASE_KEY = "__base__"
@@ -348,7 +349,6 @@ def _method_differences(ckpt: dict[str, Any], cfg) -> list[str]:
         theirs, current = build(theirs), build(_plain(model.get(key.split(".")[1])))
         if type(theirs) is not type(current):
             out.append(f"{key}: {_short_name(theirs)!r} != {_short_name(current)!r}")
-            continue
         mine = current.to_dict()["init_args"]
         for field, value in theirs.to_dict()["init_args"].items():
             if field in mine and mine[field] != value:
