@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import inspect
 import logging
 import os
 import re
@@ -142,6 +144,39 @@ def _without_bases(text: str) -> str:
     return "".join(out)
 
 
+def _legacy_upgraded(text: str) -> str | None:
+    """``text`` with the earlier by-name form ``model.loss: {name: ipo, beta: 0.1}`` (and ``model.weighting:
+    {name: robust, ...}``) rewritten as ``{class_path: ..., init_args: {...}}``; ``None`` when it has none.
+
+    The short names stay accepted in config files: ``name`` picks the class and the other keys become its
+    ``init_args``. A key the class does not take is kept when set to anything but the old form's default, so the
+    parser refuses it naming it (``rho`` on a robust weighting); at its default it meant nothing and is dropped.
+    """
+    loaded = yaml.safe_load(text)
+    model = loaded.get("model") if isinstance(loaded, dict) else None
+    if not isinstance(model, dict):
+        return None
+    from grpo_lightning.config import LossConfig, WeightingConfig
+    from grpo_lightning.core.weighting import WEIGHTINGS
+    from grpo_lightning.losses import BUILTIN_LOSSES
+
+    changed = False
+    for key, classes, legacy in (("loss", BUILTIN_LOSSES, LossConfig), ("weighting", WEIGHTINGS, WeightingConfig)):
+        value = model.get(key)
+        if not (isinstance(value, dict) and "name" in value and "class_path" not in value):
+            continue
+        name = value.pop("name")
+        if name not in classes:
+            raise ValueError(f"model.{key}.name: unknown {key} {name!r}; choose one of {sorted(classes)}")
+        cls = classes[name]
+        takes = inspect.signature(cls.__init__).parameters
+        defaults = {f.name: f.default for f in dataclasses.fields(legacy) if f.default is not dataclasses.MISSING}
+        init = {k: v for k, v in value.items() if k in takes or defaults.get(k, object()) != v}
+        model[key] = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init}
+        changed = True
+    return yaml.safe_dump(loaded, sort_keys=False) if changed else None
+
+
 class ComposedConfigFile(ActionConfigFile):
     """``--config`` that also reads a file's ``__base__``: its bases are applied first, in order (each with
     its own bases), then the file itself, exactly as if each had been given as ``--config`` before it.
@@ -155,11 +190,14 @@ class ComposedConfigFile(ActionConfigFile):
     def apply_config(parser, cfg, dest, value) -> None:
         path = Path(str(value)) if isinstance(value, (str, os.PathLike)) else None
         if path is None or not path.is_file() or not config_bases(path):
+            if path is not None and path.is_file() and _legacy_upgraded(path.read_text(encoding="utf-8")):
+                ComposedConfigFile._apply_without_bases(parser, cfg, dest, path)
+                return
             ActionConfigFile.apply_config(parser, cfg, dest, value)
             return
         *bases, _ = composed_files(path)
         for base in bases:
-            if not config_bases(base):
+            if not config_bases(base) and not _legacy_upgraded(base.read_text(encoding="utf-8")):
                 ActionConfigFile.apply_config(parser, cfg, dest, str(base))
             else:
                 ComposedConfigFile._apply_without_bases(parser, cfg, dest, base)
@@ -172,6 +210,7 @@ class ComposedConfigFile(ActionConfigFile):
         content = _without_bases(path.read_text(encoding="utf-8"))
         if yaml.safe_load(content) is None:  # nothing but bases
             return
+        content = _legacy_upgraded(content) or content
         config_path = ConfigPath(str(path), mode=get_config_read_mode())
         try:
             with config_path.relative_path_context():
