@@ -189,7 +189,7 @@ def test_bases_are_applied_first_in_order_as_several_configs(tmp_path):
     assert (cfg.seed_everything, cfg.trainer.devices) == (3, 1)  # from a.yaml, through b.yaml
     assert cfg.trainer.log_every_n_steps == 8  # c.yaml after b.yaml
     assert cfg.trainer.max_epochs == 5  # the file itself last
-    assert cfg.model.loss.beta == 0.5
+    assert cfg.model.loss.init_args.beta == 0.5  # the shorthand `beta:` sets the loss class's init_args
     assert [Path(str(p)).name for p in cfg.config] == ["a.yaml", "b.yaml", "c.yaml", "top.yaml"]
     # The same as the four files given as --config, each without its __base__.
     b_own = _write(tmp_path / "own" / "b.yaml", "trainer:\n  max_epochs: 4\n  log_every_n_steps: 7\n")

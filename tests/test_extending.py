@@ -3,8 +3,10 @@ namespace, from a scratch directory that links the repository's configs/. What t
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,21 +17,25 @@ from grpo_lightning.policies import CausalLM
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "extending.md"
 BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+# A block (python or yaml) whose first line is `# file: NAME` is a file of the example, written to the scratch dir.
+FILE_BLOCK = re.compile(r"^```(?:python|yaml)\n# file: (\S+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 HAS_LORA = "lora" in inspect.signature(CausalLM.__init__).parameters
 
 
-def sections() -> dict[str, list[str]]:
-    """``## title`` → the python code blocks under it."""
+def sections() -> tuple[dict[str, list[str]], dict[str, dict[str, str]]]:
+    """``## title`` → the python code blocks under it to run, and ``## title`` → {file name: text} of its file blocks."""
     out: dict[str, list[str]] = {}
+    files: dict[str, dict[str, str]] = {}
     for part in re.split(r"^## ", DOC.read_text(encoding="utf-8"), flags=re.MULTILINE)[1:]:
         title, _, body = part.partition("\n")
-        blocks = BLOCK.findall(body)
+        blocks = [b for b in BLOCK.findall(body) if not b.startswith("# file: ")]
         if blocks:
             out[title.strip()] = blocks
-    return out
+        files[title.strip()] = {name: text for name, text in FILE_BLOCK.findall(body)}
+    return out, files
 
 
-SECTIONS = sections()
+SECTIONS, FILES = sections()
 
 
 def test_every_example_section_is_covered():
@@ -58,10 +64,19 @@ def _run(title: str, monkeypatch, tmp_path: Path) -> dict:
     (tmp_path / "configs").symlink_to(ROOT / "configs", target_is_directory=True)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for name, text in FILES[title].items():  # the example's own files, importable from the working directory
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        if name.endswith(".py"):
+            monkeypatch.delitem(sys.modules, name[:-3], raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
     slug = re.sub(r"\W+", "_", title.lower())
     namespace: dict = {"__name__": f"extending_{slug}"}
-    for i, code in enumerate(SECTIONS[title]):
-        exec(compile(code, f"{DOC.name}[{title}#{i}]", "exec"), namespace)  # noqa: S102 - the docs' own code
+    try:
+        for i, code in enumerate(SECTIONS[title]):
+            exec(compile(code, f"{DOC.name}[{title}#{i}]", "exec"), namespace)  # noqa: S102 - the docs' own code
+    finally:
+        for name in FILES[title]:  # the next test's scratch dir has its own copy
+            sys.modules.pop(name.removesuffix(".py"), None)
     return namespace
 
 
@@ -71,8 +86,25 @@ def test_dataset_example(monkeypatch, tmp_path, clean_registries):
 
 
 def test_loss_example(monkeypatch, tmp_path, clean_registries):
-    _run("Add a loss", monkeypatch, tmp_path)
-    assert "dpo_margin" in LOSSES
+    """A loss with a hyperparameter of its own (the margin), added through one file and a YAML overlay only: the
+    docs' block trains one step per margin and checks the logged loss against log(1 + e^γ)."""
+    assert set(FILES["Add a loss"]) == {"margin_loss.py", "margin.yaml"}
+    before = dict(LOSSES)
+    ns = _run("Add a loss", monkeypatch, tmp_path)
+    assert before == LOSSES  # no registry entry, no globals
+    assert ns["cli"].model.loss_fn.margin == 2.0
+    assert ns["cli"].model.hparams.loss == {
+        "class_path": "margin_loss.DPOMargin",
+        "init_args": {"beta": 0.1, "margin": 2.0},
+    }
+
+
+def test_a_loss_refuses_a_setting_it_does_not_take(monkeypatch, tmp_path):
+    from grpo_lightning.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(argparse.ArgumentError, match="label_smoothing"):  # named by the parser
+        main(["fit", "--config", str(ROOT / "configs/default.yaml"), "--model.loss.label_smoothing", "0.1"], run=False)
 
 
 def test_weighting_example(monkeypatch, tmp_path, clean_registries):

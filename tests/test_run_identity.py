@@ -186,10 +186,10 @@ def test_a_pretrained_policy_gets_its_own_tokenizer(tmp_path):
     ("flags", "named"),
     [
         (
-            ["--model.loss.name", "dpo", "--model.loss.beta", "0.5"],
-            ["model.loss.name: 'ipo' != 'dpo'", "model.loss.beta: 0.1 != 0.5"],
+            ["--model.loss", "DPO", "--model.loss.beta", "0.5"],
+            ["model.loss: 'ipo' != 'dpo'", "model.loss.beta: 0.1 != 0.5"],
         ),
-        (["--model.weighting.name", "robust"], ["model.weighting.name: 'uniform' != 'robust'"]),
+        (["--model.weighting", "RobustWeighting"], ["model.weighting: 'uniform' != 'robust'"]),
         (["--data.init_args.groups", "[B, A]"], ["data.groups: ['A', 'B'] != ['B', 'A']"]),
         ("other data", ["data source: {'path': ["]),
     ],

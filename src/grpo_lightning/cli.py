@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
+import inspect
 import logging
 import os
 import re
 import sys
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from lightning import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from omegaconf import OmegaConf
 
 from grpo_lightning.callbacks import (
     GroupSummary,
@@ -32,7 +34,7 @@ from grpo_lightning.callbacks import (
     SaveTokenizer,
 )
 from grpo_lightning.checkpointing import RunCheckpoint
-from grpo_lightning.config import LossConfig, WeightingConfig
+from grpo_lightning.config import weighting_from_dict
 from grpo_lightning.data.generated import GeneratedOpinions
 from grpo_lightning.data.module import PreferenceDataModule, source_settings
 from grpo_lightning.data.tokenization import read_checkpoint
@@ -46,6 +48,7 @@ from grpo_lightning.errors import (
     user_message,
 )
 from grpo_lightning.host_memory import ENV, cap_heap_retention
+from grpo_lightning.losses import loss_from_dict
 from grpo_lightning.module import GroupRobustPreferenceModule
 from grpo_lightning.opinion_alignment import OpinionAlignment
 
@@ -54,9 +57,13 @@ log = logging.getLogger(__name__)
 
 HELP_EPILOG = """\
 The template's own settings (most of the options above are Lightning's Trainer):
-  --model.*                                  listed above after the trainer's: loss (--model.loss.name,
-                                             --model.loss.beta), group weighting (--model.weighting.*),
-                                             optimizer, precompute_ref_logps, on_nonfinite
+  --model.*                                  listed above after the trainer's: loss (--model.loss DPO,
+                                             --model.loss.beta), group weighting (--model.weighting
+                                             RobustWeighting, --model.weighting.*), optimizer,
+                                             precompute_ref_logps, on_nonfinite
+  --model.loss.help IPO                      a loss's settings (DPO, IPO, Hinge, Exponential, ...)
+  --model.weighting.help RobustWeighting     a weighting's settings (Uniform-, Importance-, Robust-,
+                                             CVaR-, TiltedWeighting)
   --model.policy.help CausalLM               the policy: model, GGUF file, LoRA, dtype, prefix sharing
   --data.help PreferenceDataModule           the data: --data.path, columns, groups, batch_size,
                                              group_by_length, chat_template
@@ -69,6 +76,29 @@ files it builds on, read first (README.md, docs/configs.md)."""
 class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """jsonargparse's help, with the epilog's lines kept as written."""
 
+
+def method_short_name(class_path: str) -> str:
+    """The short name (``ipo``, ``robust``) of the loss or weighting class a ``class_path`` names, as a bare class
+    name or an import path: the ``${method:...}`` resolver of configs/base/method_name.yaml, so that run names stay
+    ``<loss>_<weighting>`` (``dpo_robust``). A class without a ``name`` gives its class name in lower case."""
+    from grpo_lightning.core.weighting import WEIGHTINGS
+    from grpo_lightning.losses import BUILTIN_LOSSES
+
+    for cls in (*BUILTIN_LOSSES.values(), *WEIGHTINGS.values()):
+        if class_path in (cls.__name__, f"{cls.__module__}.{cls.__qualname__}"):
+            return cls.name
+    module_name, _, name = str(class_path).rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), name) if module_name else None
+    except (ImportError, AttributeError):
+        cls = None
+    return getattr(cls, "name", "") or name.lower()
+
+
+# Registered once at import: omegaconf+ resolves ${method:...} after all configs and flags are merged.
+if not OmegaConf.has_resolver("method"):
+    # omegaconf 2.4 renames register_new_resolver (now deprecated) to register_resolver.
+    (getattr(OmegaConf, "register_resolver", None) or OmegaConf.register_new_resolver)("method", method_short_name)
 
 #: The top-level key of a config file that names the files it builds on (docs/configs.md, "Bases").
 BASE_KEY = "__base__"
@@ -115,6 +145,39 @@ def _without_bases(text: str) -> str:
     return "".join(out)
 
 
+def _legacy_upgraded(text: str) -> str | None:
+    """``text`` with the earlier by-name form ``model.loss: {name: ipo, beta: 0.1}`` (and ``model.weighting:
+    {name: robust, ...}``) rewritten as ``{class_path: ..., init_args: {...}}``; ``None`` when it has none.
+
+    The short names stay accepted in config files: ``name`` picks the class and the other keys become its
+    ``init_args``. A key the class does not take is kept when set to anything but the old form's default, so the
+    parser refuses it naming it (``rho`` on a robust weighting); at its default it meant nothing and is dropped.
+    """
+    loaded = yaml.safe_load(text)
+    model = loaded.get("model") if isinstance(loaded, dict) else None
+    if not isinstance(model, dict):
+        return None
+    from grpo_lightning.config import LossConfig, WeightingConfig
+    from grpo_lightning.core.weighting import WEIGHTINGS
+    from grpo_lightning.losses import BUILTIN_LOSSES
+
+    changed = False
+    for key, classes, legacy in (("loss", BUILTIN_LOSSES, LossConfig), ("weighting", WEIGHTINGS, WeightingConfig)):
+        value = model.get(key)
+        if not (isinstance(value, dict) and "name" in value and "class_path" not in value):
+            continue
+        name = value.pop("name")
+        if name not in classes:
+            raise ValueError(f"model.{key}.name: unknown {key} {name!r}; choose one of {sorted(classes)}")
+        cls = classes[name]
+        takes = inspect.signature(cls.__init__).parameters
+        defaults = {f.name: f.default for f in dataclasses.fields(legacy) if f.default is not dataclasses.MISSING}
+        init = {k: v for k, v in value.items() if k in takes or defaults.get(k, object()) != v}
+        model[key] = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init}
+        changed = True
+    return yaml.safe_dump(loaded, sort_keys=False) if changed else None
+
+
 class ComposedConfigFile(ActionConfigFile):
     """``--config`` that also reads a file's ``__base__``: its bases are applied first, in order (each with
     its own bases), then the file itself, exactly as if each had been given as ``--config`` before it.
@@ -128,11 +191,14 @@ class ComposedConfigFile(ActionConfigFile):
     def apply_config(parser, cfg, dest, value) -> None:
         path = Path(str(value)) if isinstance(value, (str, os.PathLike)) else None
         if path is None or not path.is_file() or not config_bases(path):
+            if path is not None and path.is_file() and _legacy_upgraded(path.read_text(encoding="utf-8")):
+                ComposedConfigFile._apply_without_bases(parser, cfg, dest, path)
+                return
             ActionConfigFile.apply_config(parser, cfg, dest, value)
             return
         *bases, _ = composed_files(path)
         for base in bases:
-            if not config_bases(base):
+            if not config_bases(base) and not _legacy_upgraded(base.read_text(encoding="utf-8")):
                 ActionConfigFile.apply_config(parser, cfg, dest, str(base))
             else:
                 ComposedConfigFile._apply_without_bases(parser, cfg, dest, base)
@@ -145,6 +211,7 @@ class ComposedConfigFile(ActionConfigFile):
         content = _without_bases(path.read_text(encoding="utf-8"))
         if yaml.safe_load(content) is None:  # nothing but bases
             return
+        content = _legacy_upgraded(content) or content
         config_path = ConfigPath(str(path), mode=get_config_read_mode())
         try:
             with config_path.relative_path_context():
@@ -303,23 +370,29 @@ def _data_class(data) -> type | None:
         return None
 
 
+def _short_name(obj) -> str:
+    return getattr(obj, "name", "") or type(obj).__name__
+
+
 def _method_differences(ckpt: dict[str, Any], cfg) -> list[str]:
     """The method settings (loss, β, weighting, groups, data source) in which the run that wrote
     ``ckpt`` and this configuration differ, each as ``setting: checkpoint value != this run's``."""
     saved = ckpt.get("hyper_parameters") or {}
     model = cfg.model
-    ours = {
-        "model.loss": asdict(LossConfig(**(_plain(model.get("loss")) or {}))),
-        "model.weighting": asdict(WeightingConfig(**(_plain(model.get("weighting")) or {}))),
-    }
     out = []
-    for key, current in ours.items():
+    # Both sides as built objects, so a legacy {name: ...} checkpoint compares with a class_path config,
+    # and a different class is named by its short name (ipo, robust), as in run names.
+    for key, build in (("model.loss", loss_from_dict), ("model.weighting", weighting_from_dict)):
         theirs = saved.get(key.split(".")[1])
         if theirs is None:
             continue
-        for field, value in current.items():
-            if field in theirs and theirs[field] != value:
-                out.append(f"{key}.{field}: {theirs[field]!r} != {value!r}")
+        theirs, current = build(theirs), build(_plain(model.get(key.split(".")[1])))
+        if type(theirs) is not type(current):
+            out.append(f"{key}: {_short_name(theirs)!r} != {_short_name(current)!r}")
+        mine = current.to_dict()["init_args"]
+        for field, value in theirs.to_dict()["init_args"].items():
+            if field in mine and mine[field] != value:
+                out.append(f"{key}.{field}: {value!r} != {mine[field]!r}")
     data = cfg.data
     init = _plain(data.get("init_args") if "init_args" in data else data) or {}
     data_cls = _data_class(data)

@@ -1,23 +1,38 @@
-"""Typed, documented settings of the method, checked when they are built."""
+"""Typed, documented settings of the method, checked when they are built.
+
+The loss and the weighting are chosen in configs as classes (``model.loss: {class_path: ..., init_args:
+...}``, :mod:`grpo_lightning.losses` and :mod:`grpo_lightning.core.weighting`). :class:`LossConfig` and
+:class:`WeightingConfig` are the earlier by-name form, ``{name: ipo, beta: 0.1}``, kept so that checkpoints
+written before the change and Python callers still load: ``build()`` maps the name to its class and passes
+only the settings that class takes.
+"""
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any
 
 import torch
 
 from grpo_lightning.core.losses import LOSSES
-from grpo_lightning.core.weighting import ESTIMATORS, WEIGHTINGS, Estimator, GroupWeighting
+from grpo_lightning.core.weighting import (
+    ALPHA_ORDERS,
+    ESTIMATORS,
+    WEIGHTINGS,
+    AlphaOrder,
+    Estimator,
+    GroupWeighting,
+)
+from grpo_lightning.losses import BUILTIN_LOSSES, PreferenceLoss, concrete, import_class
 
-AlphaOrder = Literal["paper", "lagged"]
-ALPHA_ORDERS: tuple[str, ...] = get_args(AlphaOrder)
+__all__ = ["ALPHA_ORDERS", "AlphaOrder", "LinearWarmup", "LossConfig", "WeightingConfig", "weighting_from_dict"]
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The preference loss.
+    """The preference loss by name (the legacy form; configs choose a :class:`~grpo_lightning.losses.PreferenceLoss`).
 
     Attributes:
         name: one of ``dpo`` (logistic; cDPO with ``label_smoothing``), ``ipo`` ((h − 1/(2β))²),
@@ -41,10 +56,18 @@ class LossConfig:
         if self.label_smoothing and self.name != "dpo":
             raise ValueError(f"model.loss.label_smoothing is defined for the dpo loss only, not {self.name!r}")
 
+    def build(self) -> PreferenceLoss:
+        """The loss class of ``name`` with the settings it takes (β; ε for dpo)."""
+        if self.name not in BUILTIN_LOSSES:  # a core function registered without a class
+            raise ValueError(f"model.loss.name: {self.name!r} has no loss class; choose it by class_path")
+        extra = {"label_smoothing": self.label_smoothing} if self.name == "dpo" else {}
+        return BUILTIN_LOSSES[self.name](beta=self.beta, **extra)
+
 
 @dataclass(frozen=True)
 class WeightingConfig:
-    """How group losses are weighted (see :mod:`grpo_lightning.core.weighting`).
+    """How group losses are weighted, by name (the legacy form; configs choose a
+    :class:`~grpo_lightning.core.weighting.GroupWeighting` subclass, see :mod:`grpo_lightning.core.weighting`).
 
     Attributes:
         name: ``uniform`` (pooled mean: plain DPO/IPO), ``importance`` (fixed weights; per-pair
@@ -112,16 +135,38 @@ class WeightingConfig:
                 raise ValueError("model.weighting.tilt is only used by the tilted weighting")
 
     def build(self) -> GroupWeighting:
-        extra = {k: v for k, v in (("rho", self.rho), ("tilt", self.tilt)) if v is not None}
-        return WEIGHTINGS[self.name](
-            step_size=self.step_size,
-            chi=self.chi,
-            estimator=self.estimator,
-            weights=self.weights,
-            adjustment=self.adjustment,
-            chi_scaled_step=self.chi_scaled_step,
-            **extra,
-        )
+        """The weighting class of ``name`` with the settings it takes."""
+        cls = WEIGHTINGS[self.name]
+        every = {
+            "step_size": self.step_size,
+            "chi": self.chi,
+            "estimator": self.estimator,
+            "alpha_order": self.alpha_order,
+            "weights": self.weights,
+            "adjustment": self.adjustment,
+            "rho": self.rho,
+            "tilt": self.tilt,
+            "chi_scaled_step": self.chi_scaled_step,
+        }
+        takes = inspect.signature(cls.__init__).parameters
+        # rho/tilt None means "the class's default"; the checks above refused every other setting a
+        # weighting does not use, so the ones dropped here are at their defaults.
+        return cls(**{k: v for k, v in every.items() if k in takes and v is not None})
+
+
+def weighting_from_dict(data: dict[str, Any] | GroupWeighting | WeightingConfig | None) -> GroupWeighting:
+    """A weighting from ``{class_path, init_args}`` (what :meth:`GroupWeighting.to_dict` writes) or the legacy
+    ``{name, step_size, ...}`` of earlier checkpoints and Python callers; ``None``: uniform."""
+    if data is None:
+        return WEIGHTINGS["uniform"]()
+    if isinstance(data, GroupWeighting):
+        return concrete(data)
+    if isinstance(data, WeightingConfig):
+        return data.build()
+    if "class_path" in data:
+        cls = import_class(data["class_path"], GroupWeighting, builtins=WEIGHTINGS, setting="model.weighting")
+        return cls(**(data.get("init_args") or {}))
+    return WeightingConfig(**data).build()
 
 
 class LinearWarmup(torch.optim.lr_scheduler.LambdaLR):

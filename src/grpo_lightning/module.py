@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict
 from typing import Any, Literal, NamedTuple
 
 import lightning as L
@@ -14,19 +13,20 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
 
 from grpo_lightning.batching import split_pairs
-from grpo_lightning.config import LinearWarmup, LossConfig, WeightingConfig
+from grpo_lightning.config import LinearWarmup, LossConfig, WeightingConfig, weighting_from_dict
 from grpo_lightning.core import (
-    LOSSES,
+    GroupWeighting,
     group_counts,
     group_loss_estimate,
     group_means,
     group_sums,
-    preference_loss,
     weighted_objective,
 )
+from grpo_lightning.core.weighting import UniformWeighting
 from grpo_lightning.data.ref_cache import CHOSEN_KEY as REF_CHOSEN
 from grpo_lightning.data.ref_cache import REJECTED_KEY as REF_REJECTED
 from grpo_lightning.data.ref_cache import ReferenceLogps, precompute_reference
+from grpo_lightning.losses import IPO, PreferenceLoss, loss_from_dict
 from grpo_lightning.metrics import EVAL_STAGES, GroupPreferenceMetrics
 from grpo_lightning.policies import CausalLM, PolicySpec
 
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 # The tiny causal LM; a lazy instance so the CLI can override its init_args from a YAML overlay.
 DEFAULT_POLICY = lazy_instance(CausalLM)
+# IPO at β 0.1 and the pooled mean (plain IPO); lazy for the same reason (--model.loss.beta 0.5 edits it).
+DEFAULT_LOSS = lazy_instance(IPO, beta=0.1)
+DEFAULT_WEIGHTING = lazy_instance(UniformWeighting)
 
 
 class PairOutputs(NamedTuple):
@@ -55,8 +58,12 @@ class GroupRobustPreferenceModule(L.LightningModule):
 
     Args:
         policy: the policy spec (default: the tiny causal LM built from a config).
-        loss: the preference loss and β.
-        weighting: how group losses are weighted (uniform / importance / robust / cvar / tilted).
+        loss: the preference loss, a :class:`~grpo_lightning.losses.PreferenceLoss` with its own settings
+            (``class_path`` + ``init_args`` in YAML); a legacy ``{name, beta, ...}`` dict or
+            :class:`LossConfig` is accepted too (earlier checkpoints).
+        weighting: how group losses are weighted, a :class:`~grpo_lightning.core.weighting.GroupWeighting`
+            (uniform / importance / robust / cvar / tilted) with its own settings; a legacy dict or
+            :class:`WeightingConfig` is accepted too.
         group_names: the groups, in id order (linked from the data).
         group_counts: N_g, training pairs per group (linked from the data).
         tokenizer: the data's tokenizer (linked from the data; saved with checkpoints).
@@ -81,8 +88,8 @@ class GroupRobustPreferenceModule(L.LightningModule):
     def __init__(
         self,
         policy: PolicySpec = DEFAULT_POLICY,
-        loss: LossConfig | None = None,
-        weighting: WeightingConfig | None = None,
+        loss: PreferenceLoss = DEFAULT_LOSS,
+        weighting: GroupWeighting = DEFAULT_WEIGHTING,
         group_names: list[str] | None = None,
         group_counts: list[int] | None = None,
         tokenizer: Any = None,
@@ -99,8 +106,8 @@ class GroupRobustPreferenceModule(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         policy = PolicySpec.from_dict(policy) if policy is not None else CausalLM()
-        loss = LossConfig(**loss) if isinstance(loss, dict) else (loss or LossConfig())
-        weighting = WeightingConfig(**weighting) if isinstance(weighting, dict) else (weighting or WeightingConfig())
+        loss = loss.build() if isinstance(loss, LossConfig) else loss_from_dict(loss)
+        weighting = weighting.build() if isinstance(weighting, WeightingConfig) else weighting_from_dict(weighting)
         if not group_names or not group_counts:
             raise ValueError("model.group_names and model.group_counts are required (the CLI links them from the data)")
         if len(group_names) != len(group_counts) or min(group_counts) < 1:
@@ -115,8 +122,8 @@ class GroupRobustPreferenceModule(L.LightningModule):
         self.save_hyperparameters(
             {
                 "policy": policy.to_dict(),
-                "loss": asdict(loss),
-                "weighting": asdict(weighting),
+                "loss": loss.to_dict(),
+                "weighting": weighting.to_dict(),
                 "group_names": list(group_names),
                 "group_counts": [int(c) for c in group_counts],
                 "accumulate_grad_batches": accumulate_grad_batches,
@@ -128,12 +135,11 @@ class GroupRobustPreferenceModule(L.LightningModule):
                 "ref_cache_dir": ref_cache_dir,
             }
         )
-        self.loss_config, self.weighting_config = loss, weighting
-        self.weighting = weighting.build()
+        self.loss_fn, self.weighting = loss, weighting
         self.group_names = list(group_names)
         self.tokenizer = tokenizer
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
-        self.needs_reference = LOSSES[loss.name].needs_reference
+        self.needs_reference = loss.needs_reference
         self.policy = policy.build(tokenizer)
         counts = torch.tensor(group_counts, dtype=torch.float64)
         self.register_buffer("group_counts", counts, persistent=False)
@@ -162,10 +168,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
     def _pair_outputs(self, batch, reference) -> PairOutputs:
         chosen, rejected = self.policy.pair_logps(batch)
         ref_c, ref_r = reference if reference is not None else (None, None)
-        cfg = self.loss_config
-        losses, cr, rr = preference_loss(
-            chosen, rejected, ref_c, ref_r, loss_type=cfg.name, beta=cfg.beta, label_smoothing=cfg.label_smoothing
-        )
+        losses, cr, rr = self.loss_fn.pair_losses(chosen, rejected, ref_c, ref_r)
         return PairOutputs(losses, cr, rr, chosen, rejected, reference)
 
     def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
@@ -204,7 +207,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
         micro = split_pairs(batch, self.hparams.accumulate_grad_batches)
         counts = self._all_reduce(group_counts(batch["group"], k).to(self.log_alpha))
         references = [self._reference(mb) for mb in micro]
-        paper_order = self.weighting.adaptive and self.weighting_config.alpha_order == "paper"
+        paper_order = self.weighting.adaptive and self.weighting.alpha_order == "paper"
         if paper_order and len(micro) > 1:  # no-grad pre-pass: the step's losses before any backward
             with torch.no_grad():
                 sums = sum(
@@ -237,7 +240,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
             # The group sums already computed for the objective are all a training step logs (with the
             # step's counts); reward and log-prob accuracy are evaluation metrics only.
             loss_sums = sums.detach().float() if loss_sums is None else loss_sums + sums.detach().float()
-        lagged = self.weighting.adaptive and self.weighting_config.alpha_order == "lagged"
+        lagged = self.weighting.adaptive and self.weighting.alpha_order == "lagged"
         if lagged and not self._update_alpha(loss_sums, counts, batch_idx):
             return None
         self._optimizer_step()

@@ -39,6 +39,7 @@ The scenarios' settings (η_θ, β, η_α, steps) are those of the authors' run 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -199,7 +200,9 @@ def build_weighting(
         kwargs.update(step_size=alpha_step, chi=spec.chi, estimator=estimator)
     if strategy == "robust":
         kwargs["chi_scaled_step"] = chi_scaled_step
-    return WEIGHTINGS[strategy](**kwargs)
+    # Each strategy takes only its own settings (cvar and tilted have no η_α or χ).
+    takes = inspect.signature(WEIGHTINGS[strategy].__init__).parameters
+    return WEIGHTINGS[strategy](**{k: v for k, v in kwargs.items() if k in takes})
 
 
 def _run_setup(

@@ -7,7 +7,7 @@ state. The LightningModule, the bandit sweep and the tests all call these same f
 from grpo_lightning.core.alignment import js_distance, js_divergence, letter_distribution, opinion_alignment
 from grpo_lightning.core.groups import group_counts, group_means, group_sums
 from grpo_lightning.core.logprobs import completion_logps
-from grpo_lightning.core.losses import LOSSES, LossSpec, preference_loss, register_loss
+from grpo_lightning.core.losses import LOSSES, LossSpec, log_ratios, preference_loss, register_loss
 from grpo_lightning.core.weighting import (
     ESTIMATORS,
     WEIGHTINGS,
@@ -39,6 +39,7 @@ __all__ = [
     "js_distance",
     "js_divergence",
     "letter_distribution",
+    "log_ratios",
     "mix_with_uniform",
     "opinion_alignment",
     "preference_loss",

@@ -5,8 +5,9 @@ Every GPO loss is a convex function f of the log-ratio margin
     h = [log π(y_w|x) − log π_ref(y_w|x)] − [log π(y_l|x) − log π_ref(y_l|x)],
 
 scaled by β: ℓ = f(β h) (IPO is written directly in h, as in Azar et al. 2023 and in
-Ramesh et al. 2024, eq. (8)). A new loss is one decorated function in this file; the config
-chooses it by name.
+Ramesh et al. 2024, eq. (8)). The math lives here as pure functions; the configurable loss classes
+the config chooses (``model.loss: {class_path: ...}``) are thin wrappers in
+:mod:`grpo_lightning.losses`, and a new loss with settings of its own is one such class.
 """
 
 from __future__ import annotations
@@ -114,12 +115,24 @@ def preference_loss(
         raise ValueError(f"unknown loss {loss_type!r}; choose one of {sorted(LOSSES)}")
     if beta <= 0:
         raise ValueError(f"beta must be > 0, got {beta}")
+    chosen_ratio, rejected_ratio = log_ratios(
+        policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps
+    )
+    h = chosen_ratio - rejected_ratio
+    losses = LOSSES[loss_type].fn(h, policy_chosen_logps, beta, label_smoothing)
+    return losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
+
+
+def log_ratios(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    reference_chosen_logps: torch.Tensor | None,
+    reference_rejected_logps: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log π(y_w|x) − log π_ref(y_w|x), log π(y_l|x) − log π_ref(y_l|x))``, each ``(B,)``; a
+    ``None`` reference is read as 0. The margin h is their difference."""
     ref_chosen = torch.zeros_like(policy_chosen_logps) if reference_chosen_logps is None else reference_chosen_logps
     ref_rejected = (
         torch.zeros_like(policy_rejected_logps) if reference_rejected_logps is None else reference_rejected_logps
     )
-    chosen_ratio = policy_chosen_logps - ref_chosen
-    rejected_ratio = policy_rejected_logps - ref_rejected
-    h = chosen_ratio - rejected_ratio
-    losses = LOSSES[loss_type].fn(h, policy_chosen_logps, beta, label_smoothing)
-    return losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
+    return policy_chosen_logps - ref_chosen, policy_rejected_logps - ref_rejected

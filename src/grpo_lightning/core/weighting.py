@@ -23,19 +23,22 @@ alone, with no memory (the stored ``log α`` is just the last step's log-weights
 * ``tilted``: w_g ∝ exp(t L̂_g) (tilted ERM over groups, Li et al., ICLR 2021), see
   :func:`tilted_log_weights`.
 
-Adding a strategy is one subclass decorated with :func:`register_weighting`.
+Adding a strategy is one subclass (decorate it with :func:`register_weighting` to give it a short name for the
+bandit sweep); the config chooses it by ``class_path``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Sequence
-from typing import ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 
 Estimator = Literal["mean", "scaled_sum", "sum"]
 ESTIMATORS: tuple[str, ...] = get_args(Estimator)
+AlphaOrder = Literal["paper", "lagged"]
+ALPHA_ORDERS: tuple[str, ...] = get_args(AlphaOrder)
 
 
 def group_loss_estimate(
@@ -212,45 +215,45 @@ def register_weighting(cls):
     return cls
 
 
+def _check_estimator(estimator: str) -> None:
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"model.weighting.estimator must be one of {ESTIMATORS}, got {estimator!r}")
+
+
 class GroupWeighting:
-    """Base strategy: fixed α, w = α. Subclasses set ``name`` and override what differs."""
+    """Base strategy: fixed α, w = α. Subclasses set ``name`` and override what differs.
+
+    A strategy is chosen in YAML like the policy, ``model.weighting: {class_path: ..., init_args: ...}``
+    (or just the class name, e.g. ``RobustWeighting``); each class takes only its own settings, so a
+    setting another strategy uses is refused by the parser, naming it. The settings live on the
+    instance under their own names, and :meth:`to_dict` records them as plain data for checkpoints.
+
+    Attributes:
+        name: the short name (``uniform``, ``importance``, ``robust``, ``cvar``, ``tilted``), used in run names.
+        adaptive: whether :meth:`update` moves ``log α`` each optimizer step.
+        forced_estimator: the estimator the strategy always uses (``uniform``: ``scaled_sum``), if any.
+        estimator: the per-group loss estimate of :func:`group_loss_estimate`.
+        alpha_order: ``paper`` (α step first, Algorithm 1) or ``lagged`` (θ step with the previous α);
+            read by the module only when ``adaptive``.
+    """
 
     name: ClassVar[str] = ""
     adaptive: ClassVar[bool] = False
     forced_estimator: ClassVar[str | None] = None
+    alpha_order: AlphaOrder = "paper"
 
-    def __init__(
-        self,
-        *,
-        step_size: float = 0.0,
-        chi: float = 1.0,
-        estimator: str = "mean",
-        weights: Sequence[float] | None = None,
-        adjustment: float = 0.0,
-        rho: float = 0.5,
-        tilt: float = 1.0,
-        chi_scaled_step: bool = False,
-    ) -> None:
-        if not (adjustment >= 0 and math.isfinite(adjustment)):
-            raise ValueError(f"weighting.adjustment must be a finite number >= 0, got {adjustment}")
-        if not 0.0 < rho <= 1.0:
-            raise ValueError(f"weighting.rho must lie in (0, 1], got {rho}")
-        if not (tilt >= 0 and math.isfinite(tilt)):
-            raise ValueError(f"weighting.tilt must be a finite number >= 0, got {tilt}")
-        if step_size < 0 or not math.isfinite(step_size):
-            raise ValueError(f"weighting.step_size must be a finite number >= 0, got {step_size}")
-        if not 0.0 <= chi <= 1.0:
-            raise ValueError(f"weighting.chi must lie in [0, 1], got {chi}")
-        if estimator not in ESTIMATORS:
-            raise ValueError(f"weighting.estimator must be one of {ESTIMATORS}, got {estimator!r}")
-        if weights is not None and (any(w < 0 for w in weights) or sum(weights) <= 0):
-            raise ValueError(f"weighting.weights must be >= 0 with a positive sum, got {list(weights)}")
-        self.step_size = step_size
-        self.chi = chi
+    def __init__(self, *, estimator: Estimator = "mean") -> None:
+        _check_estimator(estimator)
         self.estimator = self.forced_estimator or estimator
-        self.user_weights = None if weights is None else list(weights)
-        self.adjustment, self.rho, self.tilt = adjustment, rho, tilt
-        self.chi_scaled_step = chi_scaled_step
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{class_path, init_args}`` as plain data (checkpoint hyperparameters; loads with weights_only)."""
+        cls = type(self)
+        params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+        return {
+            "class_path": f"{cls.__module__}.{cls.__qualname__}",
+            "init_args": {p: getattr(self, p) for p in params},
+        }
 
     def initial_log_alpha(self, train_counts: torch.Tensor) -> torch.Tensor:
         k = train_counts.numel()
@@ -280,6 +283,9 @@ class UniformWeighting(GroupWeighting):
     name = "uniform"
     forced_estimator = "scaled_sum"
 
+    def __init__(self) -> None:  # the pooled mean has no settings: the estimator is scaled_sum
+        super().__init__(estimator="scaled_sum")
+
     def initial_log_alpha(self, train_counts: torch.Tensor) -> torch.Tensor:
         counts = train_counts.to(torch.float64)
         return torch.log(counts / counts.sum())
@@ -287,31 +293,97 @@ class UniformWeighting(GroupWeighting):
 
 @register_weighting
 class ImportanceWeighting(GroupWeighting):
-    """Importance sampling: per-pair weights ∝ 1/N_g, i.e. w_g = 1/K; or the user's weights."""
+    """Importance sampling: per-pair weights ∝ 1/N_g, i.e. w_g = 1/K; or the user's weights.
+
+    Attributes:
+        weights: the user's group weights, in the order of the groups (normalised to sum 1);
+            ``None``: w_g = 1/K.
+        estimator: the per-group loss estimate (``mean``, ``scaled_sum`` or ``sum``).
+    """
 
     name = "importance"
+
+    def __init__(self, *, weights: list[float] | None = None, estimator: Estimator = "mean") -> None:
+        super().__init__(estimator=estimator)
+        if weights is not None and not all(math.isfinite(w) and w >= 0 for w in weights):
+            raise ValueError(f"model.weighting.weights must be finite numbers >= 0, got {list(weights)}")
+        if weights is not None and sum(weights) <= 0:
+            raise ValueError(f"model.weighting.weights must have a positive sum, got {list(weights)}")
+        # ``weights`` is the method turning log α into w, so the user's list is kept under another name.
+        self.user_weights = None if weights is None else [float(w) for w in weights]
+
+    def to_dict(self) -> dict[str, Any]:
+        cls = type(self)
+        return {
+            "class_path": f"{cls.__module__}.{cls.__qualname__}",
+            "init_args": {"weights": self.user_weights, "estimator": self.estimator},
+        }
 
     def initial_log_alpha(self, train_counts: torch.Tensor) -> torch.Tensor:
         if self.user_weights is None:
             return super().initial_log_alpha(train_counts)
         if len(self.user_weights) != train_counts.numel():
             raise ValueError(
-                f"weighting.weights has {len(self.user_weights)} entries for {train_counts.numel()} groups"
+                f"model.weighting.weights has {len(self.user_weights)} entries for {train_counts.numel()} groups"
             )
         w = torch.tensor(self.user_weights, dtype=torch.float64)
         return torch.log(w / w.sum())
 
 
+class _AdaptiveWeighting(GroupWeighting):
+    """A strategy whose ``log α`` moves each optimizer step; it also chooses when (``alpha_order``)."""
+
+    adaptive = True
+
+    def __init__(self, *, estimator: Estimator = "mean", alpha_order: AlphaOrder = "paper") -> None:
+        super().__init__(estimator=estimator)
+        if alpha_order not in ALPHA_ORDERS:
+            raise ValueError(f"model.weighting.alpha_order must be one of {ALPHA_ORDERS}, got {alpha_order!r}")
+        self.alpha_order = alpha_order
+
+
 @register_weighting
-class RobustWeighting(GroupWeighting):
+class RobustWeighting(_AdaptiveWeighting):
     """Group-robust (GR-DPO / GR-IPO): exponentiated-gradient ascent on α, χ-mixed weights.
 
     ``adjustment`` C > 0: the α step sees L̂_g + C/√N_g (Sagawa et al., ICLR 2020, eq. 5), which keeps
     weight on small groups whose training loss is small only because they were memorised. The θ
-    objective still uses L̂_g. C = 0 (the default) is Algorithm 1 of Ramesh et al. unchanged."""
+    objective still uses L̂_g. C = 0 (the default) is Algorithm 1 of Ramesh et al. unchanged.
+
+    Attributes:
+        step_size: η_α ≥ 0 of the exponentiated-gradient step.
+        chi: χ ∈ [0, 1]; weights are (1 − χ)/K + χ α (1 = the worst case).
+        estimator: the per-group loss estimate: ``mean`` (the step's group mean) or ``scaled_sum``
+            ((N/N_g)·Σ_g ℓ / n, the paper's N/N_g scaling, unbiased), or ``sum`` (the bandit code's).
+        alpha_order: ``paper``: update α from the step's losses, then take the θ step with the new α
+            (Algorithm 1; with gradient accumulation a no-grad pre-pass supplies the losses);
+            ``lagged``: the θ step uses the previous α, updated after it (no extra compute).
+        adjustment: C ≥ 0 of Sagawa et al. (eq. 5), in the units of the loss; 0 = off.
+        chi_scaled_step: the α step uses η_α · χ, as the authors' bandit code does; the paper's
+            Algorithm 1 uses η_α (default ``false``).
+    """
 
     name = "robust"
-    adaptive = True
+
+    def __init__(
+        self,
+        *,
+        step_size: float = 0.01,
+        chi: float = 1.0,
+        estimator: Estimator = "mean",
+        alpha_order: AlphaOrder = "paper",
+        adjustment: float = 0.0,
+        chi_scaled_step: bool = False,
+    ) -> None:
+        super().__init__(estimator=estimator, alpha_order=alpha_order)
+        if not (step_size >= 0 and math.isfinite(step_size)):
+            raise ValueError(f"model.weighting.step_size must be a finite number >= 0, got {step_size}")
+        if not 0.0 <= chi <= 1.0:
+            raise ValueError(f"model.weighting.chi must lie in [0, 1], got {chi}")
+        if not (adjustment >= 0 and math.isfinite(adjustment)):
+            raise ValueError(f"model.weighting.adjustment must be a finite number >= 0, got {adjustment}")
+        self.step_size, self.chi, self.adjustment = step_size, chi, adjustment
+        self.chi_scaled_step = chi_scaled_step
 
     def update(
         self,
@@ -324,7 +396,7 @@ class RobustWeighting(GroupWeighting):
         mask = present if self.estimator == "mean" else None
         if self.adjustment:  # Sagawa et al. (2020), eq. 5: ascend on L̂_g + C/√N_g
             if train_counts is None:
-                raise ValueError("weighting.adjustment > 0 needs the training group sizes N_g (train_counts)")
+                raise ValueError("model.weighting.adjustment > 0 needs the training group sizes N_g (train_counts)")
             adj = generalization_adjustment(train_counts.to(log_alpha), self.adjustment)
             group_losses = group_losses.detach().to(log_alpha) + adj
         return exponentiated_gradient_step(log_alpha, group_losses, self.effective_step_size, mask)
@@ -340,12 +412,10 @@ class RobustWeighting(GroupWeighting):
         return mix_with_uniform(log_alpha.exp(), self.chi)
 
 
-class _StepLossWeighting(GroupWeighting):
+class _StepLossWeighting(_AdaptiveWeighting):
     """Weights that are a function of the step's group losses only (no memory). ``log α`` holds the
     last step's log-weights, so ``weights`` is ``exp``; with ``alpha_order: lagged`` these are the
     previous step's, and they are saved in checkpoints like the robust α."""
-
-    adaptive = True
 
     def step_log_weights(self, group_losses: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
@@ -364,9 +434,21 @@ class _StepLossWeighting(GroupWeighting):
 class CVaRWeighting(_StepLossWeighting):
     """CVaR over groups: w uniform over the worst ⌈ρK'⌉ of the K' groups present in the step, by the
     step's detached losses (ties: lower group id first); absent groups get 0. ρ = 1 is the group
-    average, ρ ≤ 1/K the worst group. See :func:`cvar_log_weights`."""
+    average, ρ ≤ 1/K the worst group. See :func:`cvar_log_weights`.
+
+    Attributes:
+        rho: ρ ∈ (0, 1], the share of groups averaged, worst first.
+        estimator: the per-group loss estimate (``mean``, ``scaled_sum`` or ``sum``).
+        alpha_order: ``paper`` (this step's weights) or ``lagged`` (the previous step's).
+    """
 
     name = "cvar"
+
+    def __init__(self, *, rho: float = 0.5, estimator: Estimator = "mean", alpha_order: AlphaOrder = "paper") -> None:
+        super().__init__(estimator=estimator, alpha_order=alpha_order)
+        if not 0.0 < rho <= 1.0:  # also rejects NaN
+            raise ValueError(f"model.weighting.rho must lie in (0, 1], got {rho}")
+        self.rho = rho
 
     def step_log_weights(self, group_losses: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
         return cvar_log_weights(group_losses, self.rho, present)
@@ -376,9 +458,21 @@ class CVaRWeighting(_StepLossWeighting):
 class TiltedWeighting(_StepLossWeighting):
     """Tilted ERM over groups (Li et al., ICLR 2021): w_g ∝ exp(t L̂_g) over the groups present in the
     step (absent groups get 0), computed in log space. t = 0 is the group average, t → ∞ the worst
-    group. See :func:`tilted_log_weights`."""
+    group. See :func:`tilted_log_weights`.
+
+    Attributes:
+        tilt: t ≥ 0, in 1 / loss units: 0 = group average, large = worst group.
+        estimator: the per-group loss estimate (``mean``, ``scaled_sum`` or ``sum``).
+        alpha_order: ``paper`` (this step's weights) or ``lagged`` (the previous step's).
+    """
 
     name = "tilted"
+
+    def __init__(self, *, tilt: float = 1.0, estimator: Estimator = "mean", alpha_order: AlphaOrder = "paper") -> None:
+        super().__init__(estimator=estimator, alpha_order=alpha_order)
+        if not (tilt >= 0 and math.isfinite(tilt)):
+            raise ValueError(f"model.weighting.tilt must be a finite number >= 0, got {tilt}")
+        self.tilt = tilt
 
     def step_log_weights(self, group_losses: torch.Tensor, present: torch.Tensor | None) -> torch.Tensor:
         return tilted_log_weights(group_losses, self.tilt, present)
