@@ -9,7 +9,7 @@ import functools
 import lightning as L
 import pytest
 import torch
-from conftest import fit_quietly
+from conftest import TINY_DATA, fit_quietly
 
 from grpo_lightning.data.ref_cache import (
     CHOSEN_KEY,
@@ -194,6 +194,25 @@ def test_reference_logps_are_columns_of_the_tokenised_data(tiny_dm_factory, make
     torch.testing.assert_close(batch[CHOSEN_KEY], chosen.float(), rtol=1e-6, atol=0)
     torch.testing.assert_close(batch[REJECTED_KEY], rejected.float(), rtol=1e-6, atol=0)
     torch.testing.assert_close(direct[CHOSEN_KEY], batch[CHOSEN_KEY], rtol=0, atol=0)  # the collator passes them
+
+
+def test_test_after_fit_reads_the_columns_of_a_fresh_data_module(tiny_dm_factory, make_module, tmp_path):
+    """``trainer.test`` after a cached fit, on a new data module of the same data: the reference is freed, so the
+    test batches must carry the columns (added in ``setup``); a data module of other data gets none."""
+    dm = tiny_dm_factory(batch_size=8)
+    module = make_module(dm, loss={"name": "ipo"}, precompute_ref_logps=True, ref_cache_dir=str(tmp_path))
+    trainer = _fit(module, dm, max_steps=1)
+    fresh = tiny_dm_factory(batch_size=8)
+    assert CHOSEN_KEY not in fresh.dataset("test").column_names
+    trainer.test(module, datamodule=fresh, verbose=False)
+    assert CHOSEN_KEY in fresh.dataset("test").column_names
+    torch.testing.assert_close(fresh.dataset("test")[CHOSEN_KEY], dm.dataset("test")[CHOSEN_KEY], rtol=0, atol=0)
+    other = tiny_dm_factory(batch_size=8, generated={**TINY_DATA["generated"], "seed": 1})
+    other.setup()
+    other.set_dataset("test", other.dataset("test").add_column(CHOSEN_KEY, [0.0] * len(other.dataset("test"))))
+    with pytest.raises(RuntimeError, match="no reference model"):
+        trainer.test(module, datamodule=other, verbose=False)
+    assert CHOSEN_KEY not in other.dataset("test").column_names, "stale columns are dropped"
 
 
 def test_cache_refuses_other_reference_or_data(tiny_dm_factory, tmp_path):

@@ -360,10 +360,12 @@ class GroupRobustPreferenceModule(L.LightningModule):
     def on_fit_start(self) -> None:
         if not (self.hparams.get("precompute_ref_logps") and self.needs_reference):
             return
-        if self.reference_logps is None:
+        fresh = self.reference_logps is None
+        if fresh:
             self.reference_logps = self._reference_logps()
             self._free_reference()
-        self._add_reference_columns()
+        # A second fit of this module may bring other data: only splits the cache was computed on get columns.
+        self._add_reference_columns(check=not fresh)
 
     def _reference_data(self):
         dm = self.trainer.datamodule
@@ -421,7 +423,8 @@ class GroupRobustPreferenceModule(L.LightningModule):
         """Put the cached values into the data module's splits as columns, before any loader is made (the hooks
         that call this run before Lightning builds the dataloaders), so the collator batches them. With ``check``
         (a data module the values were not just computed for), only splits with the cached data fingerprint
-        get them; the others lose any reference columns they carry, so no batch holds another run's values."""
+        get them; the others lose any reference columns they carry, so no batch holds another run's values (and
+        with the reference freed, the policy says so when asked for it)."""
         dm, cache = self._reference_data(), self.reference_logps
         for split in cache.tables:
             ds = dm.dataset(split)
