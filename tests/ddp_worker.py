@@ -5,7 +5,8 @@ parameter checksum and the ``index`` of every pair it trained on to ``OUT/rank{r
 ``python ddp_worker.py single OUT``: one process trained on the union of both ranks' pairs, step
 by step (read from those files), writes ``OUT/single.pt``.
 ``python ddp_worker.py refcache_ddp|refcache_single OUT``: one step with ``precompute_ref_logps`` on 2 ranks or
-1 process; writes the reference tables each process holds and how many pairs it ran to ``OUT/refcache_*.pt``.
+1 process; writes the reference columns each process's data module holds (per split, (chosen, rejected) per row)
+and how many pairs it ran to ``OUT/refcache_*.pt``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 from grpo_lightning.config import LossConfig, WeightingConfig  # noqa: E402
 from grpo_lightning.data import GeneratedOpinions, PreferenceDataModule  # noqa: E402
 from grpo_lightning.data.loaders import EpochShuffle  # noqa: E402
+from grpo_lightning.data.ref_cache import REF_COLUMNS  # noqa: E402
 from grpo_lightning.data.tokenization import PairCollator  # noqa: E402
 from grpo_lightning.module import GroupRobustPreferenceModule  # noqa: E402
 from grpo_lightning.policies import CausalLM, TinyLlama  # noqa: E402
@@ -86,9 +88,13 @@ def reference_cache(mode: str, out: str) -> None:
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
     )  # fmt: skip
     trainer.fit(module, dm)
-    cache = module.reference_logps
+    # What training reads: the columns of the tokenised splits (not the module's cache object).
+    tables = {
+        split: torch.tensor([dm.dataset(split)[c] for c in REF_COLUMNS], dtype=torch.float32).T
+        for split in ("train", "val", "test")
+    }
     name = f"{mode}_rank{trainer.global_rank}.pt" if ddp else f"{mode}.pt"
-    torch.save({"tables": cache.tables, "computed_here": cache.computed_here}, os.path.join(out, name))
+    torch.save({"tables": tables, "computed_here": module.reference_logps.computed_here}, os.path.join(out, name))
 
 
 def main(mode: str, out: str) -> None:

@@ -3,14 +3,18 @@ reference log-probs, gradient checkpointing and mixed precision."""
 
 from __future__ import annotations
 
+import copy
 import functools
 
+import lightning as L
 import pytest
 import torch
-from conftest import fit_quietly
+from conftest import TINY_DATA, fit_quietly
 
 from grpo_lightning.data.ref_cache import (
     CHOSEN_KEY,
+    REF_COLUMNS,
+    REJECTED_KEY,
     ReferenceCacheError,
     ReferenceLogps,
     data_fingerprint,
@@ -152,10 +156,63 @@ def test_cached_values_equal_live_losses(tiny_dm_factory, make_module, tmp_path)
     live = module._pair_outputs(batch, module._reference(batch)).losses
     _fit(module, dm, max_steps=0)
     assert module.reference_logps is not None and module.policy.reference is None
-    batch = module._with_cached_reference(dict(batch), "val")
-    assert CHOSEN_KEY in batch
+    batch = next(iter(dm.val_dataloader()))  # the val split now carries the columns, so its batches do
+    assert CHOSEN_KEY in batch and REJECTED_KEY in batch
     cached = module._pair_outputs(batch, module._reference(batch)).losses
     torch.testing.assert_close(cached, live, rtol=1e-6, atol=1e-6)
+
+
+class _FirstTrainBatch(L.Callback):
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            self.batch = {k: v.detach().clone() for k, v in batch.items()}
+
+
+def test_reference_logps_are_columns_of_the_tokenised_data(tiny_dm_factory, make_module, tmp_path):
+    """After fit start every tokenised split carries the reference log-probs as columns; a training batch's values
+    are those of a direct reference forward over the same pairs (an identical, independently built reference)."""
+    dm = tiny_dm_factory(batch_size=8)
+    module = make_module(dm, loss={"name": "ipo"}, precompute_ref_logps=True, ref_cache_dir=str(tmp_path))
+    reference = copy.deepcopy(module.policy)  # the reference weights, kept before the fit frees them
+    record = _FirstTrainBatch()
+    _fit(module, dm, max_steps=1, callbacks=[record])
+    assert module.policy.reference is None
+    for split in ("train", "val", "test"):
+        ds = dm.dataset(split)
+        assert set(REF_COLUMNS) <= set(ds.column_names), split
+        assert ds.features[CHOSEN_KEY].dtype == "float32"
+    batch = record.batch
+    assert batch[CHOSEN_KEY].dtype == torch.float32 and batch[CHOSEN_KEY].shape == batch["index"].shape
+    # The same pairs, collated apart from the loader, through the reference directly.
+    train = dm.dataset("train")
+    rows = {int(i): r for r, i in enumerate(train["index"])}
+    pairs = [train[rows[int(i)]] for i in batch["index"]]
+    direct = PairCollator(dm.tokenizer.pad_token_id)(pairs)
+    reference.eval()
+    with torch.no_grad():
+        chosen, rejected = reference.reference_pair_logps(direct)
+    torch.testing.assert_close(batch[CHOSEN_KEY], chosen.float(), rtol=1e-6, atol=0)
+    torch.testing.assert_close(batch[REJECTED_KEY], rejected.float(), rtol=1e-6, atol=0)
+    torch.testing.assert_close(direct[CHOSEN_KEY], batch[CHOSEN_KEY], rtol=0, atol=0)  # the collator passes them
+
+
+def test_test_after_fit_reads_the_columns_of_a_fresh_data_module(tiny_dm_factory, make_module, tmp_path):
+    """``trainer.test`` after a cached fit, on a new data module of the same data: the reference is freed, so the
+    test batches must carry the columns (added in ``setup``); a data module of other data gets none."""
+    dm = tiny_dm_factory(batch_size=8)
+    module = make_module(dm, loss={"name": "ipo"}, precompute_ref_logps=True, ref_cache_dir=str(tmp_path))
+    trainer = _fit(module, dm, max_steps=1)
+    fresh = tiny_dm_factory(batch_size=8)
+    assert CHOSEN_KEY not in fresh.dataset("test").column_names
+    trainer.test(module, datamodule=fresh, verbose=False)
+    assert CHOSEN_KEY in fresh.dataset("test").column_names
+    torch.testing.assert_close(fresh.dataset("test")[CHOSEN_KEY], dm.dataset("test")[CHOSEN_KEY], rtol=0, atol=0)
+    other = tiny_dm_factory(batch_size=8, generated={**TINY_DATA["generated"], "seed": 1})
+    other.setup()
+    other.set_dataset("test", other.dataset("test").add_column(CHOSEN_KEY, [0.0] * len(other.dataset("test"))))
+    with pytest.raises(RuntimeError, match="no reference model"):
+        trainer.test(module, datamodule=other, verbose=False)
+    assert CHOSEN_KEY not in other.dataset("test").column_names, "stale columns are dropped"
 
 
 def test_cache_refuses_other_reference_or_data(tiny_dm_factory, tmp_path):

@@ -23,9 +23,16 @@ from grpo_lightning.core import (
     weighted_objective,
 )
 from grpo_lightning.core.weighting import UniformWeighting
-from grpo_lightning.data.ref_cache import CHOSEN_KEY as REF_CHOSEN
-from grpo_lightning.data.ref_cache import REJECTED_KEY as REF_REJECTED
-from grpo_lightning.data.ref_cache import ReferenceLogps, precompute_reference
+from grpo_lightning.data.ref_cache import (
+    CHOSEN_KEY,
+    REF_COLUMNS,
+    REJECTED_KEY,
+    Ranks,
+    ReferenceLogps,
+    cached_reference_logps,
+    data_fingerprint,
+    weights_fingerprint,
+)
 from grpo_lightning.losses import IPO, PreferenceLoss, loss_from_dict
 from grpo_lightning.metrics import EVAL_STAGES, GroupPreferenceMetrics
 from grpo_lightning.policies import CausalLM, PolicySpec
@@ -77,9 +84,10 @@ class GroupRobustPreferenceModule(L.LightningModule):
         on_nonfinite: ``raise`` stops the run at a NaN/inf loss before any backward, naming the
             step, batch, micro-batch and groups; ``skip`` skips that optimizer step.
         precompute_ref_logps: at the start of ``fit``, run the reference once over the data
-            module's train/val/test splits (no grad), cache the log-probs (see
-            :mod:`grpo_lightning.data.ref_cache`), add them to every batch and free the reference
-            copy for the rest of the run.
+            module's train/val/test splits (no grad, sharded over DDP ranks), cache the log-probs
+            (see :mod:`grpo_lightning.data.ref_cache`), add them to the splits as the columns
+            ``ref_chosen_logps``/``ref_rejected_logps`` (so every batch carries them) and free the
+            reference copy for the rest of the run.
         ref_cache_dir: directory of the reference log-prob cache files (default
             ``<trainer.default_root_dir>/ref_logps``); a file is reused only for the same data
             and the same reference weights.
@@ -161,8 +169,9 @@ class GroupRobustPreferenceModule(L.LightningModule):
     def _reference(self, batch) -> tuple[torch.Tensor, torch.Tensor] | None:
         if not self.needs_reference:
             return None
-        if REF_CHOSEN in batch:  # precomputed (precompute_ref_logps)
-            return batch[REF_CHOSEN], batch[REF_REJECTED]
+        # Only this module's own cache is trusted: columns left by another run's reference are ignored.
+        if CHOSEN_KEY in batch and self.reference_logps is not None:
+            return batch[CHOSEN_KEY], batch[REJECTED_KEY]
         return self.policy.reference_pair_logps(batch)
 
     def _pair_outputs(self, batch, reference) -> PairOutputs:
@@ -203,7 +212,6 @@ class GroupRobustPreferenceModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         k = len(self.group_names)
-        batch = self._with_cached_reference(batch, "train")
         micro = split_pairs(batch, self.hparams.accumulate_grad_batches)
         counts = self._all_reduce(group_counts(batch["group"], k).to(self.log_alpha))
         references = [self._reference(mb) for mb in micro]
@@ -281,7 +289,6 @@ class GroupRobustPreferenceModule(L.LightningModule):
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch, stage: str) -> None:
-        batch = self._with_cached_reference(batch, stage)
         out = self._pair_outputs(batch, self._reference(batch))
         ref = out.reference or (None, None)
         self.metrics[stage].update(
@@ -335,8 +342,6 @@ class GroupRobustPreferenceModule(L.LightningModule):
         self._eval_epoch_end("test")
 
     def predict_step(self, batch, batch_idx) -> dict[str, torch.Tensor]:
-        if self.reference_logps is not None:
-            batch = self._with_cached_reference(batch, getattr(self.trainer.datamodule, "predict_split", None))
         out = self._pair_outputs(batch, self._reference(batch))
         return {
             "index": batch["index"],
@@ -348,18 +353,88 @@ class GroupRobustPreferenceModule(L.LightningModule):
         }
 
     # ------------------------------------------------------------------ cached reference log-probs
-    def on_fit_start(self) -> None:
-        if self.hparams.get("precompute_ref_logps") and self.needs_reference and self.reference_logps is None:
-            with self.trainer.precision_plugin.forward_context():
-                self.reference_logps = precompute_reference(self, self.trainer, self.hparams.get("ref_cache_dir"))
+    def setup(self, stage: str) -> None:
+        # validate/test/predict after a fit freed the reference: give the data module (perhaps a fresh one) the
+        # columns too, for the splits that are the data the cache was computed on.
+        dm = self._trainer.datamodule if self._trainer is not None else None
+        if stage != "fit" and self.reference_logps is not None and hasattr(dm, "set_dataset"):
+            self._add_reference_columns(check=True)
 
-    def _with_cached_reference(self, batch, split: str | None):
-        """Adds the cached reference log-probs of ``split`` to a batch already on the device.
-        Called from the step methods rather than ``on_after_batch_transfer``: that hook on the
-        module makes Lightning warn whenever a data module is passed, i.e. on every run."""
-        if self.reference_logps is not None and split is not None and "index" in batch:
-            self.reference_logps.add_to_batch(split, batch)
-        return batch
+    def on_fit_start(self) -> None:
+        if not (self.hparams.get("precompute_ref_logps") and self.needs_reference):
+            return
+        fresh = self.reference_logps is None
+        if fresh:
+            self.reference_logps = self._reference_logps()
+            self._free_reference()
+        # A second fit of this module may bring other data: only splits the cache was computed on get columns.
+        self._add_reference_columns(check=not fresh)
+
+    def _reference_data(self):
+        dm = self.trainer.datamodule
+        if dm is None or not hasattr(dm, "set_dataset"):
+            raise ValueError("model.precompute_ref_logps needs a PreferenceDataModule passed to the Trainer")
+        return dm
+
+    def _reference_logps(self) -> ReferenceLogps:
+        """The splits' reference log-probs, loaded or computed (see :func:`cached_reference_logps`); this wires
+        the trainer and the policy into it."""
+        from grpo_lightning.data.tokenization import PairCollator
+
+        dm, policy, trainer = self._reference_data(), self.policy, self.trainer
+        if not hasattr(policy, "reference_state_dict"):
+            raise ValueError(f"model.precompute_ref_logps is not supported by {type(policy).__name__}")
+        splits = {s: dm.dataset(s) for s in ("train", "val", "test") if len(dm.dataset(s))}
+        directory = self.hparams.get("ref_cache_dir") or f"{trainer.default_root_dir}/ref_logps"
+        strategy = trainer.strategy
+        was_training = policy.training
+        policy.eval()
+        try:
+            with trainer.precision_plugin.forward_context():
+                return cached_reference_logps(
+                    splits,
+                    policy.reference_pair_logps,
+                    reference=weights_fingerprint(policy.reference_state_dict()),
+                    directory=directory,
+                    batch_size=getattr(dm, "eval_batch_size", None) or 16,
+                    collate=PairCollator(dm.tokenizer.pad_token_id),
+                    device=self.device,
+                    settings={
+                        "average_log_prob": bool(policy.average_log_prob),
+                        "policy": type(policy).__name__,
+                        "precision": str(trainer.precision),  # bf16-mixed log-probs differ from float32 ones
+                    },
+                    ranks=Ranks(trainer.global_rank, trainer.world_size, strategy.all_gather, strategy.broadcast),
+                )
+        finally:
+            policy.train(was_training)
+
+    def _free_reference(self) -> None:
+        """Drop the policy's reference copy: from here on the data carries its log-probs (a LoRA policy's
+        reference is the base model with the adapter off, so it has none to free)."""
+        import gc
+
+        if getattr(self.policy, "reference", None) is None:
+            return
+        self.policy.free_reference()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        log.info("reference model freed: training uses the cached reference log-probs")
+
+    def _add_reference_columns(self, check: bool = False) -> None:
+        """Put the cached values into the data module's splits as columns, before any loader is made (the hooks
+        that call this run before Lightning builds the dataloaders), so the collator batches them. With ``check``
+        (a data module the values were not just computed for), only splits with the cached data fingerprint
+        get them; the others lose any reference columns they carry, so no batch holds another run's values (and
+        with the reference freed, the policy says so when asked for it)."""
+        dm, cache = self._reference_data(), self.reference_logps
+        for split in cache.tables:
+            ds = dm.dataset(split)
+            if not check or data_fingerprint(ds) == cache.data.get(split):
+                dm.set_dataset(split, cache.columns(split, ds))
+            elif any(c in ds.column_names for c in REF_COLUMNS):
+                dm.set_dataset(split, ds.remove_columns([c for c in REF_COLUMNS if c in ds.column_names]))
 
     # ------------------------------------------------------------------ optimisation and checkpoints
     def configure_optimizers(self):

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 
 from grpo_lightning.data.generated import GeneratedOpinions
 from grpo_lightning.data.loaders import EpochShuffle, LengthGroupedShuffle, training_loader
+from grpo_lightning.data.ref_cache import PAIR_COLUMNS, REF_COLUMNS
 from grpo_lightning.data.rows import (
     SOURCE_COLUMNS,
     SPLIT_COLUMN,
@@ -401,12 +402,22 @@ class PreferenceDataModule(L.LightningDataModule):
     def dataset(self, split: str) -> datasets.Dataset:
         return self._prepared["splits"][split]
 
+    def set_dataset(self, split: str, dataset: datasets.Dataset) -> None:
+        """Replace a tokenised split by the same rows with more columns (the cached reference log-probs,
+        :mod:`grpo_lightning.data.ref_cache`); loaders made afterwards read them."""
+        old = self.dataset(split)
+        if len(dataset) != len(old) or dataset["index"] != old["index"]:
+            raise ValueError(f"set_dataset({split!r}): not the same pairs as the split")
+        self._prepared["splits"][split] = dataset
+
     # ---------------------------------------------------------------- loaders
     def setup(self, stage: str | None = None) -> None:
         self._prepared  # noqa: B018 - prepare once, on every rank
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
-        ds = self.dataset(split).select_columns(["chosen_ids", "rejected_ids", "prompt_length", "group_id", "index"])
+        ds = self.dataset(split)
+        # The cached reference log-probs travel with their pairs when the split has them.
+        ds = ds.select_columns([*PAIR_COLUMNS, *(c for c in REF_COLUMNS if c in ds.column_names)])
         collate = PairCollator(self.tokenizer.pad_token_id)
         if shuffle:
             shard = self._shard()

@@ -1,11 +1,15 @@
-"""Reference log-probabilities computed once per dataset and reference model.
+"""Reference log-probabilities as columns of the tokenised data, computed once per data and reference model.
 
-The reference π_ref never trains, so log π_ref(y_w|x) and log π_ref(y_l|x) of every pair are
-fixed numbers. :func:`compute_reference_logps` runs the reference over a split once (batched, no
-grad); :class:`ReferenceLogps` holds them by the pair's ``index`` column and adds them to batches
-as ``reference_chosen_logps`` / ``reference_rejected_logps``. A cache file (safetensors) is keyed
-by a fingerprint of the tokenised data and a hash of the reference weights, both stored in its
-metadata and checked on load, so a stale cache is never used.
+The reference π_ref never trains, so log π_ref(y_w|x) and log π_ref(y_l|x) of every pair are fixed numbers: like
+TRL, they are kept as data, the columns :data:`REF_COLUMNS` (``ref_chosen_logps``, ``ref_rejected_logps``) of each
+tokenised split, which the collator puts into the batch beside the token ids. :func:`cached_reference_logps` runs
+the reference over the splits once (batched, no grad; under DDP each rank runs a shard and all gather), or loads
+them from a cache file (safetensors) keyed by a fingerprint of the tokenised data and a hash of the reference
+weights, both stored in its metadata and checked on load, so a stale cache is never used.
+:func:`with_reference_columns` turns the values into a split's columns.
+
+Nothing here reads trainer or policy state: the caller passes the reference forward, the splits, the collator and
+the ranks (:class:`Ranks`).
 """
 
 from __future__ import annotations
@@ -15,20 +19,33 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 
 log = logging.getLogger(__name__)
 
-CHOSEN_KEY, REJECTED_KEY = "reference_chosen_logps", "reference_rejected_logps"
+# Column names in the tokenised splits, and the same keys in a batch.
+CHOSEN_KEY, REJECTED_KEY = "ref_chosen_logps", "ref_rejected_logps"
+REF_COLUMNS = (CHOSEN_KEY, REJECTED_KEY)
 PAIR_COLUMNS = ("chosen_ids", "rejected_ids", "prompt_length", "group_id", "index")
 FORMAT_VERSION = "1"
 
 
 class ReferenceCacheError(RuntimeError):
     """A cache file that does not belong to this data or this reference model."""
+
+
+class Ranks(NamedTuple):
+    """The processes that share the reference pass: this one's rank, how many, and the collectives
+    (``all_gather``: tensor → (K, …) tensor; ``broadcast(obj, src)``). The default is one process."""
+
+    rank: int = 0
+    world_size: int = 1
+    all_gather: Callable[[torch.Tensor], torch.Tensor] | None = None
+    broadcast: Callable[..., Any] | None = None
 
 
 def data_fingerprint(dataset) -> str:
@@ -103,8 +120,23 @@ def gather_shards(local: Mapping[str, torch.Tensor], all_gather, device) -> dict
     return {"index": index[keep], "chosen": values[keep, 0], "rejected": values[keep, 1]}
 
 
+def with_reference_columns(dataset, chosen: torch.Tensor, rejected: torch.Tensor):
+    """``dataset`` with the columns :data:`REF_COLUMNS` set to ``chosen``/``rejected`` (one float32 per row, in
+    row order); columns of an earlier reference are replaced, so a dataset never carries two references' values."""
+    import numpy as np
+
+    if len(chosen) != len(dataset) or len(rejected) != len(dataset):
+        raise ValueError(f"{len(chosen)}/{len(rejected)} reference log-probs for {len(dataset)} rows")
+    dataset = dataset.remove_columns([c for c in REF_COLUMNS if c in dataset.column_names])
+    # float32 arrays become float32 Arrow columns: the values reach the batch bit for bit.
+    for name, values in zip(REF_COLUMNS, (chosen, rejected), strict=True):
+        dataset = dataset.add_column(name, np.asarray(values.detach().cpu(), dtype=np.float32))
+    return dataset
+
+
 class ReferenceLogps:
-    """Reference log-probs of each split, looked up by the pairs' ``index`` column."""
+    """Reference log-probs of each split: a table per split, row ``index`` (the pairs' ``index`` column) holding
+    (chosen, rejected); what the cache file stores, and what :meth:`columns` turns into a split's columns."""
 
     def __init__(self, splits: Mapping[str, Mapping[str, torch.Tensor]], *, data: Mapping[str, str], reference: str):
         self.data, self.reference = dict(data), reference
@@ -116,22 +148,21 @@ class ReferenceLogps:
             table[index, 0] = values["chosen"].float()
             table[index, 1] = values["rejected"].float()
             self.tables[split] = table
-        self._device_tables: dict[tuple[str, torch.device], torch.Tensor] = {}
         self.computed_here: int | None = None  # pairs this process ran the reference on (None: loaded from a file)
 
     def lookup(self, split: str, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if split not in self.tables:
             raise KeyError(f"no cached reference log-probs for split {split!r} (have {sorted(self.tables)})")
-        key = (split, index.device)
-        table = self._device_tables.get(key)
-        if table is None:
-            table = self._device_tables[key] = self.tables[split].to(index.device)
-        values = table[index]
+        values = self.tables[split][index]
         return values[:, 0], values[:, 1]
 
-    def add_to_batch(self, split: str, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        batch[CHOSEN_KEY], batch[REJECTED_KEY] = self.lookup(split, batch["index"])
-        return batch
+    def columns(self, split: str, dataset):
+        """``dataset`` (the tokenised ``split`` these values were computed on) with the reference columns."""
+        index = torch.as_tensor(dataset["index"], dtype=torch.long)
+        chosen, rejected = self.lookup(split, index)
+        if chosen.isnan().any() or rejected.isnan().any():  # a row the cache never saw: not this data
+            raise ReferenceCacheError(f"the cached reference log-probs of {split!r} miss rows of this data")
+        return with_reference_columns(dataset, chosen, rejected)
 
     # ------------------------------------------------------------------ files
     @staticmethod
@@ -174,69 +205,57 @@ class ReferenceLogps:
         return obj
 
 
-def precompute_reference(module, trainer, cache_dir: str | None = None) -> ReferenceLogps:
-    """Reference log-probs of the data module's train/val/test splits, from the cache file when
-    one exists for this data and these reference weights, else computed (and saved by rank 0).
-    The policy's reference copy is freed afterwards (a LoRA policy has none to free)."""
-    import gc
+def cached_reference_logps(
+    splits: Mapping[str, Any],
+    reference_fn: Callable[[dict[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor]],
+    *,
+    reference: str,
+    directory: str | os.PathLike,
+    batch_size: int,
+    collate: Callable,
+    device: torch.device | str = "cpu",
+    settings: Mapping[str, object] | None = None,
+    ranks: Ranks | None = None,
+) -> ReferenceLogps:
+    """Reference log-probs of the tokenised ``splits`` (name → ``datasets.Dataset``): loaded from the cache file in
+    ``directory`` when one exists for this data, these reference weights (``reference``, a
+    :func:`weights_fingerprint`) and ``settings`` (whatever else changes the numbers: precision, averaging), else
+    computed with ``reference_fn`` (a batch of ``collate`` → chosen, rejected) and saved by rank 0.
 
+    Under DDP every rank calls this: each runs the reference on its shard of whole batches (:func:`shard_rows`),
+    and ``ranks.all_gather`` gives every rank the whole table, equal bitwise to one process's."""
     from torch.utils.data import DataLoader
 
-    from grpo_lightning.data.tokenization import PairCollator
-
-    dm, policy = trainer.datamodule, module.policy
-    if dm is None or not hasattr(dm, "dataset"):
-        raise ValueError("model.precompute_ref_logps needs a PreferenceDataModule passed to the Trainer")
-    if not hasattr(policy, "reference_state_dict"):
-        raise ValueError(f"model.precompute_ref_logps is not supported by {type(policy).__name__}")
-    splits = [s for s in ("train", "val", "test") if len(dm.dataset(s))]
-    data = {s: data_fingerprint(dm.dataset(s)) for s in splits}
-    reference = weights_fingerprint(policy.reference_state_dict())
-    settings = {
-        "average_log_prob": bool(policy.average_log_prob),
-        "policy": type(policy).__name__,
-        "precision": str(getattr(trainer, "precision", "")),  # bf16-mixed log-probs differ from float32 ones
-    }
-    directory = Path(cache_dir) if cache_dir else Path(trainer.default_root_dir) / "ref_logps"
-    path = directory / ReferenceLogps.file_name(data, reference, settings)
+    ranks = ranks or Ranks()
+    data = {s: data_fingerprint(ds) for s, ds in splits.items()}
+    path = Path(directory) / ReferenceLogps.file_name(data, reference, settings or {})
+    distributed = ranks.world_size > 1
+    exists = path.exists()
     # One decision for all ranks (rank 0's), so either all load or all take part in the sharded pass.
-    if trainer.strategy.broadcast(path.exists(), src=0):
-        cache = ReferenceLogps.load(path, data=data, reference=reference)
+    if distributed and ranks.broadcast is not None:
+        exists = ranks.broadcast(exists, src=0)
+    if exists:
         log.info("reference log-probs loaded from %s", path)
-    else:
-        values, here = {}, 0
-        was_training = policy.training
-        policy.eval()
-        world, rank = trainer.world_size, trainer.global_rank
-        batch_size = getattr(dm, "eval_batch_size", None) or 16
-        for split in splits:
-            ds = dm.dataset(split).select_columns(list(PAIR_COLUMNS))
-            # Under DDP each rank runs its shard of the split, then all ranks gather the whole table.
-            start, stop = shard_rows(len(ds), batch_size, world, rank)
-            loader = DataLoader(
-                ds.select(range(start, stop)) if world > 1 else ds,
-                batch_size=batch_size,
-                collate_fn=PairCollator(dm.tokenizer.pad_token_id),
-            )
-            local = compute_reference_logps(policy.reference_pair_logps, loader, module.device)
-            here += len(local["index"])
-            values[split] = gather_shards(local, trainer.strategy.all_gather, module.device) if world > 1 else local
-        policy.train(was_training)
-        cache = ReferenceLogps(values, data=data, reference=reference)
-        if trainer.is_global_zero:
-            cache.save(path)
-        log.info(
-            "reference log-probs computed once for %s pairs (%s)%s%s",
-            "/".join(str(len(values[s]["index"])) for s in splits),
-            "/".join(splits),
-            f", {here} of them on this rank of {world}" if world > 1 else "",
-            f", cached in {path}" if trainer.is_global_zero else "",
+        return ReferenceLogps.load(path, data=data, reference=reference)
+    values, here = {}, 0
+    for split, ds in splits.items():
+        ds = ds.select_columns(list(PAIR_COLUMNS))
+        start, stop = shard_rows(len(ds), batch_size, ranks.world_size, ranks.rank)
+        loader = DataLoader(
+            ds.select(range(start, stop)) if distributed else ds, batch_size=batch_size, collate_fn=collate
         )
-        cache.computed_here = here
-    if getattr(policy, "reference", None) is not None:
-        policy.free_reference()
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        log.info("reference model freed: training uses the cached reference log-probs")
+        local = compute_reference_logps(reference_fn, loader, device)
+        here += len(local["index"])
+        values[split] = gather_shards(local, ranks.all_gather, device) if distributed else local
+    cache = ReferenceLogps(values, data=data, reference=reference)
+    if ranks.rank == 0:
+        cache.save(path)
+    log.info(
+        "reference log-probs computed once for %s pairs (%s)%s%s",
+        "/".join(str(len(values[s]["index"])) for s in splits),
+        "/".join(splits),
+        f", {here} of them on this rank of {ranks.world_size}" if distributed else "",
+        f", cached in {path}" if ranks.rank == 0 else "",
+    )
+    cache.computed_here = here
     return cache

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from grpo_lightning.core.logprobs import IGNORE_INDEX
+from grpo_lightning.data.ref_cache import REF_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -190,7 +191,9 @@ class PairCollator:
 
     Returns ``input_ids``, ``attention_mask``, ``labels`` of shape ``(2B, T)`` (labels are
     ``-100`` on the prompt and padding), ``prompt_length`` ``(B,)``, ``group`` ``(B,)`` and
-    ``index`` ``(B,)`` (the pair's row in its split, for predictions).
+    ``index`` ``(B,)`` (the pair's row in its split, for predictions); and, when the pairs carry the cached
+    reference log-probs (columns ``ref_chosen_logps``/``ref_rejected_logps``, see
+    :mod:`grpo_lightning.data.ref_cache`), those as float32 ``(B,)`` under the same names.
     """
 
     def __init__(self, pad_token_id: int) -> None:
@@ -208,7 +211,7 @@ class PairCollator:
             input_ids[i, : len(seq)] = ids
             attention_mask[i, : len(seq)] = 1
             labels[i, plen : len(seq)] = ids[plen:]
-        return {
+        batch = {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "labels": labels,
@@ -216,3 +219,8 @@ class PairCollator:
             "group": torch.tensor([f["group_id"] for f in features], dtype=torch.long),
             "index": torch.tensor([f["index"] for f in features], dtype=torch.long),
         }
+        for key in REF_COLUMNS:
+            if features and key in features[0]:
+                # float32 columns read back as Python floats: float32 again, bit for bit.
+                batch[key] = torch.tensor([f[key] for f in features], dtype=torch.float32)
+        return batch
