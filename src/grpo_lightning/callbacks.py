@@ -44,7 +44,6 @@ class GroupWeightFigure(Callback):
     """
 
     RESUMED_FROM = "resumed_from"  # in the log dir: the checkpoint this run resumed
-    MAX_RESUMES = 1000  # a guard against a cycle of resumed_from files
 
     def __init__(self) -> None:
         self._layout_written: set[str] = set()
@@ -85,9 +84,9 @@ class GroupWeightFigure(Callback):
         tags = dict(zip(group_names, group_weight_tags(group_names), strict=True))
         out: dict[str, list[tuple[int, float]]] = {g: [] for g in group_names}
         first = math.inf  # the first step of the later part: a predecessor's steps from there on were redone
-        seen: set[Path] = set()
+        seen: set[Path] = set()  # a resumed_from that leads back to a dir read already ends the chain
         run_dir: Path | None = Path(log_dir).resolve()
-        while run_dir is not None and run_dir not in seen and len(seen) < cls.MAX_RESUMES:
+        while run_dir is not None and run_dir not in seen:
             seen.add(run_dir)
             if any(run_dir.glob("events.out.tfevents.*")):
                 ea = events(run_dir)
