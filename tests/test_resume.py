@@ -1,7 +1,7 @@
 """Interrupted runs: a ``grpo fit`` killed with SIGKILL, or stopped by SIGTERM or SIGINT (Ctrl-C), in
 the middle of an epoch and resumed with ``--ckpt_path last`` ends exactly (bitwise, on CPU) where an
 uninterrupted run with the same seed ends: parameters, log α, optimizer and scheduler state, loop
-progress, the group-weight history and the logged metrics (see ``_compare_metrics`` for the two rows
+progress, the callbacks' states and the logged metrics (see ``_compare_metrics`` for the two rows
 Lightning's logging order can leave out)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 STEPS_PER_EPOCH = 6  # 60 generated pairs split 80/10/10 per group → 46 training pairs, batch 8
 KILL_AFTER_STEP = 8  # in the middle of the second epoch
@@ -245,15 +248,28 @@ def _assert_loader_state_resumes_after(ckpt: dict, step: int) -> None:
     assert [b["index"].tolist() for b in batches] == epoch[step - STEPS_PER_EPOCH :]
 
 
+def _file_names(state):
+    """``state`` with every path (a string with a folder in it, also as a dict key) cut to its file name."""
+    name = lambda v: Path(v).name if isinstance(v, str) and os.sep in v else v  # noqa: E731
+    if isinstance(state, dict):
+        return {name(k): _file_names(v) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_file_names(v) for v in state)
+    return name(state)
+
+
 def _assert_same_run(path_a: Path, path_b: Path) -> None:
     a, b = torch.load(path_a, weights_only=True), torch.load(path_b, weights_only=True)
     assert a["global_step"] == b["global_step"] == 2 * STEPS_PER_EPOCH
-    # Parameters and log α, optimizer and scheduler state, group-weight history: bitwise.
+    # Parameters and log α, optimizer and scheduler state, callback states: bitwise.
     _assert_same_state(a["state_dict"], b["state_dict"], "state_dict")
     assert "log_alpha" in a["state_dict"]
     _assert_same_state(a["optimizer_states"], b["optimizer_states"], "optimizer_states")
     _assert_same_state(a["lr_schedulers"], b["lr_schedulers"], "lr_schedulers")
-    _assert_same_state(a["callbacks"]["GroupWeightFigure"], b["callbacks"]["GroupWeightFigure"], "GroupWeightFigure")
+    # Every callback state the uninterrupted run saves, the resumed one saves alike, but for the checkpoint
+    # files' folders (each run's own); the group-weight figure saves none: it reads the logged scalars back.
+    _assert_same_state(_file_names(a["callbacks"]), _file_names(b["callbacks"]), "callbacks")
+    assert not any("GroupWeightFigure" in key for key in a["callbacks"]), a["callbacks"].keys()
     _assert_same_state(a["loops"]["fit_loop"]["epoch_progress"], b["loops"]["fit_loop"]["epoch_progress"], "epochs")
 
 
@@ -339,3 +355,61 @@ def test_resume_from_an_end_of_epoch_checkpoint_equals_uninterrupted(tmp_path, f
         straight / "logs/run/version_0/checkpoints/last.ckpt", first / "logs/run/version_1/checkpoints/last.ckpt"
     )
     _compare_metrics(_metrics(straight), _metrics(first), STEPS_PER_EPOCH)
+
+
+# The default run logged to TensorBoard (every step), as the CLI's default logger does.
+TENSORBOARD_CONFIG = DEFAULT_CONFIG.replace(
+    "lightning.pytorch.loggers.CSVLogger", "lightning.pytorch.loggers.TensorBoardLogger"
+).replace(", flush_logs_every_n_steps: 1", "")
+
+
+def _custom_scalar_layouts(run_dir: Path) -> list:
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    layouts = []
+    for path in sorted(run_dir.glob("events.out.tfevents.*")):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == "custom_scalars__config__":
+                    layouts.append(layout_pb2.Layout.FromString(value.tensor.string_val[0]))
+    return layouts
+
+
+@pytest.mark.slow
+def test_weight_figure_of_a_resumed_run_covers_both_parts_without_checkpoint_state(tmp_path):
+    """A run stopped after its first epoch and resumed with ``--ckpt_path last`` (into a new log
+    version, as by default): each version holds the custom-scalar chart of every group's weight
+    tag, the resumed version's figure is drawn from the scalars of both versions (every step,
+    once), and no checkpoint holds state of the figure."""
+    from grpo_lightning.callbacks import GroupWeightFigure
+
+    run = tmp_path / "run"
+    cfg = _write_config(run, TENSORBOARD_CONFIG)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _fit_in_process(cfg, "--trainer.max_epochs", "1")
+        _fit_in_process(cfg, "--ckpt_path", "last")
+    finally:
+        torch.set_num_threads(threads)
+    first, second = run / "logs/run/version_0", run / "logs/run/version_1"
+    groups = yaml.safe_load((first / "hparams.yaml").read_text())["group_names"]
+    for version in (first, second):
+        (layout,) = _custom_scalar_layouts(version)
+        (chart,) = layout.category[0].chart
+        assert chart.multiline.tag == [f"^{re.escape(f'train/group_weight/{g}')}$" for g in groups]
+        ckpt = torch.load(version / "checkpoints/last.ckpt", weights_only=True)
+        assert not any("GroupWeightFigure" in key for key in ckpt["callbacks"]), ckpt["callbacks"].keys()
+    assert (second / GroupWeightFigure.RESUMED_FROM).read_text().strip() == str(
+        (first / "checkpoints/last.ckpt").resolve()
+    )
+    assert ckpt["global_step"] == 2 * STEPS_PER_EPOCH
+    history = GroupWeightFigure.history(second, groups)
+    # Step N's scalars are logged at step N - 1 (as in the CSV); the first part logged 0-5, the second 6-11.
+    for g in groups:
+        assert [s for s, _ in history[g]] == list(range(2 * STEPS_PER_EPOCH)), (g, history[g])
+    assert [s for s, _ in GroupWeightFigure.history(first, groups)[groups[0]]] == list(range(STEPS_PER_EPOCH))
+    ea = EventAccumulator(str(second), size_guidance={"images": 0})
+    ea.Reload()
+    assert ea.Images("train/group_weights")[-1].step == 2 * STEPS_PER_EPOCH

@@ -159,7 +159,6 @@ class GroupRobustPreferenceModule(L.LightningModule):
         # the same train/loss_epoch as an uninterrupted one (Lightning does not save its own).
         self.train_loss_epoch = MeanMetric()
         self.train_loss_epoch.persistent(True)
-        self.last_group_weights: torch.Tensor | None = None
         self.reference_logps: ReferenceLogps | None = None
 
     # ------------------------------------------------------------------ the method
@@ -281,7 +280,6 @@ class GroupRobustPreferenceModule(L.LightningModule):
             if count[g] > 0:
                 values[f"train/group_loss/{name}"] = means[g]
             values[f"train/group_weight/{name}"] = weights[g]
-        self.last_group_weights = weights.detach().cpu()
         n = int(count.sum())
         self.log_dict({key: v.float() for key, v in values.items()}, on_step=True, on_epoch=False, batch_size=n)
         self.train_loss_epoch.update(values["train/loss"].detach().float(), weight=n)

@@ -7,8 +7,12 @@ from collections.abc import Sequence
 EVAL_STAGES = ("val", "test")
 
 
+def group_weight_tags(groups: Sequence[str]) -> list[str]:
+    return [f"train/group_weight/{g}" for g in groups]
+
+
 def train_tags(groups: Sequence[str]) -> list[str]:
-    return ["train/loss"] + [f"train/group_loss/{g}" for g in groups] + [f"train/group_weight/{g}" for g in groups]
+    return ["train/loss"] + [f"train/group_loss/{g}" for g in groups] + group_weight_tags(groups)
 
 
 def eval_tags(stage: str, groups: Sequence[str], *, with_reference: bool = True) -> list[str]:
