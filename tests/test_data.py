@@ -280,7 +280,12 @@ def test_default_experiments_share_data_seed_and_steps_and_evaluate_every_group_
         generated = cfg["data"]["init_args"]["generated"]
         assert generated["val_pairs_per_group"] >= 100 and generated["test_pairs_per_group"] >= 200
     weightings = {name: cfg["model"].pop("weighting") for name, cfg in configs.items()}
-    assert [w["name"] for w in weightings.values()] == ["uniform", "importance", "robust", "robust"]
+    assert [w["class_path"].rsplit(".", 1)[-1] for w in weightings.values()] == [
+        "UniformWeighting",
+        "ImportanceWeighting",
+        "RobustWeighting",
+        "RobustWeighting",
+    ]
     assert weightings["gripo"] == weightings["default"]
     first = configs["ipo"]
     assert all(cfg == first for cfg in configs.values())
