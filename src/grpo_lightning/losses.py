@@ -13,13 +13,13 @@ resolves a bare name among the imported subclasses of :class:`PreferenceLoss`.
 from __future__ import annotations
 
 import importlib
-import inspect
 import math
 from typing import Any, ClassVar
 
 import torch
 
 from grpo_lightning.core.losses import LOSSES, log_ratios
+from grpo_lightning.core.weighting import class_config
 
 
 def _check_beta(beta: float) -> None:
@@ -72,12 +72,7 @@ class PreferenceLoss:
 
     def to_dict(self) -> dict[str, Any]:
         """``{class_path, init_args}`` as plain data (checkpoint hyperparameters; loads with weights_only)."""
-        cls = type(self)
-        params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-        return {
-            "class_path": f"{cls.__module__}.{cls.__qualname__}",
-            "init_args": {p: getattr(self, p) for p in params},
-        }
+        return class_config(self)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.to_dict()["init_args"].items())

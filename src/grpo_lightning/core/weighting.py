@@ -220,6 +220,14 @@ def _check_estimator(estimator: str) -> None:
         raise ValueError(f"model.weighting.estimator must be one of {ESTIMATORS}, got {estimator!r}")
 
 
+def class_config(obj: Any) -> dict[str, Any]:
+    """``obj`` as ``{class_path, init_args}``: its class and the values of its ``__init__`` arguments, read
+    from the attributes of the same names (how a loss or weighting is stored in a checkpoint's hparams)."""
+    cls = type(obj)
+    params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": {p: getattr(obj, p) for p in params}}
+
+
 class GroupWeighting:
     """Base strategy: fixed α, w = α. Subclasses set ``name`` and override what differs.
 
@@ -248,12 +256,7 @@ class GroupWeighting:
 
     def to_dict(self) -> dict[str, Any]:
         """``{class_path, init_args}`` as plain data (checkpoint hyperparameters; loads with weights_only)."""
-        cls = type(self)
-        params = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-        return {
-            "class_path": f"{cls.__module__}.{cls.__qualname__}",
-            "init_args": {p: getattr(self, p) for p in params},
-        }
+        return class_config(self)
 
     def initial_log_alpha(self, train_counts: torch.Tensor) -> torch.Tensor:
         k = train_counts.numel()
