@@ -337,7 +337,7 @@ def run_trl(mode: Mode, n_pairs: int, cache_dir: str):
     import datasets
     from torch.utils.data import SequentialSampler
     from transformers import TrainerCallback
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
     dm = make_data(False, n_pairs)
     order = list(iter(dm.train_dataloader().sampler))
@@ -383,33 +383,17 @@ def run_trl(mode: Mode, n_pairs: int, cache_dir: str):
             step["n"] += 1
 
     with tempfile.TemporaryDirectory() as out:
-        config = DPOConfig(
-            output_dir=out,
-            per_device_train_batch_size=BATCH,
-            num_train_epochs=1,
-            learning_rate=LR,
-            lr_scheduler_type="constant",
-            warmup_steps=0,
-            optim="adamw_torch",
-            weight_decay=0.0,
-            max_grad_norm=0.0,
-            loss_type=["ipo"],
+        config = trl_ipo_config(
+            out,
+            batch=BATCH,
+            lr=LR,
             beta=BETA,
             max_length=320,
+            num_train_epochs=1,
             precompute_ref_log_probs=True,
-            logging_strategy="no",
-            save_strategy="no",
-            eval_strategy="no",
-            report_to="none",
-            use_cpu=True,
-            dataloader_num_workers=0,
-            disable_tqdm=True,
-            disable_dropout=True,
-            bf16=False,  # DPOConfig defaults to bf16 autocast; every mode here runs in float32
             # TRL defaults to gradient checkpointing (~20 % slower, its docs say); at its fastest it is off,
             # as in our modes other than *_ckpt.
             gradient_checkpointing=False,
-            seed=0,
         )
         trainer = Pretokenized(
             model=model, args=config, train_dataset=rows, processing_class=dm.tokenizer, peft_config=peft_config
@@ -432,6 +416,37 @@ def run_trl(mode: Mode, n_pairs: int, cache_dir: str):
         trainer.add_callback(EndClock())
         trainer.train()
     return rec, dm, trainer.model
+
+
+def trl_ipo_config(out: str, *, batch: int, lr: float, beta: float, max_length: int, **extra: Any):
+    """TRL's ``DPOConfig`` for the benchmarks' IPO step (both shapes): AdamW with a constant rate and no weight
+    decay or clipping, float32, no evaluation, logging or saving; ``extra`` adds the shape's own settings."""
+    from trl import DPOConfig
+
+    return DPOConfig(
+        output_dir=out,
+        per_device_train_batch_size=batch,
+        learning_rate=lr,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        optim="adamw_torch",
+        weight_decay=0.0,
+        max_grad_norm=0.0,
+        loss_type=["ipo"],
+        beta=beta,
+        max_length=max_length,
+        logging_strategy="no",
+        save_strategy="no",
+        eval_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        disable_dropout=True,
+        bf16=False,  # DPOConfig defaults to bf16 autocast; every mode here runs in float32
+        seed=0,
+        **extra,
+    )
 
 
 RUNNERS = {"ours": run_ours, "bare": run_bare, "trl": run_trl}

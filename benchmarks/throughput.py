@@ -167,8 +167,9 @@ def run_trl(steps: int, warmup: int) -> dict:
     import copy
 
     import datasets
+    from real_shape import trl_ipo_config
     from transformers import TrainerCallback
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
     from grpo_lightning.policies import CausalLM, TinyLlama
 
@@ -186,30 +187,7 @@ def run_trl(steps: int, warmup: int) -> dict:
     import tempfile
 
     with tempfile.TemporaryDirectory() as out:
-        config = DPOConfig(
-            output_dir=out,
-            per_device_train_batch_size=BATCH,
-            max_steps=warmup + steps,
-            learning_rate=LR,
-            lr_scheduler_type="constant",
-            warmup_steps=0,
-            optim="adamw_torch",
-            weight_decay=0.0,
-            max_grad_norm=0.0,
-            loss_type=["ipo"],
-            beta=BETA,
-            max_length=256,
-            logging_strategy="no",
-            save_strategy="no",
-            eval_strategy="no",
-            report_to="none",
-            use_cpu=True,
-            dataloader_num_workers=0,
-            disable_tqdm=True,
-            disable_dropout=True,
-            bf16=False,  # DPOConfig defaults to bf16 autocast; every mode here runs in float32
-            seed=0,
-        )
+        config = trl_ipo_config(out, batch=BATCH, lr=LR, beta=BETA, max_length=256, max_steps=warmup + steps)
         reference = copy.deepcopy(model)  # TRL would reload it from the hub id otherwise
         trainer = DPOTrainer(
             model=model,

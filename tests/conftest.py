@@ -94,7 +94,7 @@ def composed_yaml(path) -> dict:
     class_path rules: for tests that read a config's own keys (a policy's file, a data class) without parsing it."""
     import yaml
 
-    from grpo_lightning.cli import BASE_KEY, composed_files
+    from grpo_lightning.config_files import BASE_KEY, composed_files
 
     def merge(into: dict, new: dict) -> dict:
         for key, value in new.items():

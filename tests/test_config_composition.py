@@ -230,7 +230,7 @@ def test_the_saved_config_is_complete_and_has_no_bases(tmp_path, capsys):
 
 
 def test_every_base_reference_in_configs_names_a_file():
-    from grpo_lightning.cli import composed_files
+    from grpo_lightning.config_files import composed_files
 
     for path in sorted((ROOT / "configs").rglob("*.yaml")):
         for file in composed_files(path):
