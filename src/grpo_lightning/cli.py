@@ -42,7 +42,7 @@ from grpo_lightning.errors import (
     unreadable_checkpoint,
     user_message,
 )
-from grpo_lightning.host_memory import ENV, cap_heap_retention
+from grpo_lightning.host_memory import HostMemory, describe, set_host_memory
 from grpo_lightning.losses import loss_from_dict
 from grpo_lightning.module import GroupRobustPreferenceModule
 from grpo_lightning.opinion_alignment import OpinionAlignment
@@ -115,6 +115,14 @@ class GroupRobustCLI(LightningCLI):
         parser.add_lightning_class_args(ProgressBar, "progress_bar")
         parser.add_lightning_class_args(GroupSummary, "summary")
         parser.add_lightning_class_args(OpinionAlignment, "opinion_alignment")  # GOQA data only
+        parser.add_argument(
+            "--host_memory",
+            type=HostMemory,
+            default="auto",
+            help="What glibc does with the CPU buffers a step frees: retain (reused, no page faults; the resident "
+            "set stays at its high-water mark), release (back to the system at once: lower RSS, faults every step), "
+            "auto (retain, or release with gradient checkpointing). See grpo_lightning/host_memory.py.",
+        )
 
     def before_instantiate_classes(self) -> None:
         log.info(
@@ -122,6 +130,9 @@ class GroupRobustCLI(LightningCLI):
         )
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer, data, model = cfg.trainer, cfg.data, cfg.model
+        # Before any model or batch is allocated (host_memory.py: why).
+        checkpointing = bool(_policy_args(cfg).get("gradient_checkpointing"))
+        log.info(describe(set_host_memory(cfg.host_memory, gradient_checkpointing=checkpointing)))
         asked = ckpt_path = cfg.get("ckpt_path")
         if asked == "last":
             ckpt_path = cfg.ckpt_path = _last_checkpoint(cfg.checkpoint.get("dirpath"), trainer.get("logger"))
@@ -210,6 +221,12 @@ def _plain(value: Any) -> Any:
     return value.as_dict() if isinstance(value, Namespace) else value
 
 
+def _policy_args(cfg) -> dict:
+    """The policy's ``init_args`` as a dict (empty for a policy given otherwise)."""
+    policy = _plain(cfg.model.get("policy")) or {}
+    return (policy.get("init_args") or {}) if isinstance(policy, dict) else {}
+
+
 def _data_class(data) -> type | None:
     class_path = data.get("class_path") if hasattr(data, "get") else None
     if not class_path:
@@ -282,8 +299,7 @@ def _choose_tokenizer(subcommand: str | None, cfg, ckpt_path: str | None, ckpt: 
                 log.info("data.tokenizer=%s is replaced by the run's tokenizer in %s", init.tokenizer, source)
             init.tokenizer, init.tokenizer_gguf_file = source, None
             return
-    policy = _plain(cfg.model.get("policy")) or {}
-    policy_args = (policy.get("init_args") or {}) if isinstance(policy, dict) else {}
+    policy_args = _policy_args(cfg)
     if init.get("tokenizer") is None and init.get("tokenizer_gguf_file") is None:
         name, gguf = policy_args.get("name_or_path"), policy_args.get("gguf_file")
         if name is not None or gguf is not None:
@@ -313,10 +329,6 @@ def _drop_litlogger_tip(record: logging.LogRecord) -> bool:
 
 def main(args: list[str] | None = None, run: bool = True, instantiate: bool = True) -> GroupRobustCLI:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if cap_heap_retention():  # before any tensor is allocated (host_memory.py: why)
-        log.info(
-            "glibc mmap threshold fixed at 4 MiB (freed activation buffers go back to the system; %s overrides)", ENV
-        )
     # The frozen reference is in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
     # Lightning's own pytree helper still builds torch's deprecated LeafSpec; nothing to act on here.
