@@ -21,6 +21,9 @@ Layouts (how a mode lays a pair out):
     packed     one row, prompt once, both completions attend to it and not to each other
                (prefix sharing): p + c + r tokens; keys p(p+1)/2 + c·p + c(c+1)/2 + r·p + r(r+1)/2;
                logits at the last prompt position and the completion positions: 1 + c + r
+    padfree    packed, several pairs to a row without padding (``padding_free``): the same tokens and keys;
+               logits only at the positions that predict a completion token (the last prompt position, once
+               for both completions, and all but the last of each completion): c + r − 1
 
 Backward: a trained weight costs 2× its forward (gradient of the input and of the weight), a
 frozen one 1× (the input's gradient only, as LoRA needs it to reach earlier adapters); attention
@@ -34,7 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Layout = Literal["concat", "fused", "packed"]
+Layout = Literal["concat", "fused", "packed", "padfree"]
 
 
 @dataclass(frozen=True)
@@ -76,10 +79,10 @@ def work(pairs: list[tuple[int, int, int]], layout: Layout) -> Work:
     """Counts for pairs ``(p, c, r)`` laid out as ``layout`` (see the module docstring)."""
     tokens = keys = logits = 0
     for p, c, r in pairs:
-        if layout == "packed":
+        if layout in ("packed", "padfree"):
             tokens += p + c + r
             keys += _tri(p) + c * p + _tri(c) + r * p + _tri(r)
-            logits += 1 + c + r
+            logits += 1 + c + r if layout == "packed" else c + r - 1
         else:
             tokens += 2 * p + c + r
             keys += _tri(p + c) + _tri(p + r)

@@ -19,8 +19,8 @@ LOSS_RTOL = 1e-3  # same weights, pairs and updates: only float rounding differs
 # Modes that see the same batches, each compared step by step with the first of its group.
 SAME_ORDER = (
     ("plain", "prefix", "prefix_cache", "bare", "trl"),
-    ("lora_cache", "trl_lora"),
-    ("lora_cache_grouped", "lora_cache_grouped_ckpt"),
+    ("lora_cache", "trl_lora", "lora_cache_padfree"),
+    ("lora_cache_grouped", "lora_cache_grouped_ckpt", "lora_cache_grouped_padfree"),
 )
 
 
@@ -28,36 +28,38 @@ def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child(mode_name: str, n_pairs: int, cache_dir: str, threads: int) -> None:
+def child(mode_name: str, n_pairs: int, epochs: int, cache_dir: str, threads: int, host_memory: str) -> None:
     import logging
     import warnings
 
     import torch
 
-    from grpo_lightning.host_memory import cap_heap_retention
+    from grpo_lightning.host_memory import set_host_memory
 
-    # As the grpo CLI does, for every mode alike (TRL and the bare loop too): freed activation buffers
-    # go back to the system, so peak RSS is what the step holds, not glibc's heap high-water mark.
-    cap_heap_retention()
+    mode = rs.MODES[mode_name]
+    # As the grpo CLI does (--host_memory), for every mode alike, TRL and the bare loop too.
+    applied = set_host_memory(host_memory, gradient_checkpointing=mode.checkpointing)
     torch.set_num_threads(threads)
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     torch.manual_seed(0)
-    mode = rs.MODES[mode_name]
-    rec, dm, model = rs.RUNNERS[mode.runner](mode, n_pairs, cache_dir)
+    rec, dm, model = rs.RUNNERS[mode.runner](mode, n_pairs, epochs, cache_dir)
     out = rs.result(mode, rec, model)
+    out["host_memory"] = applied or "glibc default"
     out["lengths"] = {str(k): v for k, v in rs.pair_lengths(dm).items()}
     out["peak_mib"] = peak_mib()
     out["threads"] = torch.get_num_threads()
     print("RESULT " + json.dumps(out), flush=True)
 
 
-def summarise(res: dict) -> dict:
-    """Throughput, model FLOPs and time of one mode's run."""
+def summarise(res: dict, warmup_epochs: int) -> dict:
+    """Throughput, model FLOPs and time of one mode's run, over the steps after ``warmup_epochs`` (the warm-up
+    epochs' throughput is kept as ``warmup_pairs_per_s``); losses of every step."""
     mode = rs.MODES[res["mode"]]
     a = Arch(**{k: tuple(map(tuple, v)) if k == "lora_shapes" else v for k, v in res["arch"].items()})
     lengths = {int(k): tuple(v) for k, v in res["lengths"].items()}
-    steps = res["steps"]
+    warm = [s for s in res["steps"] if s["epoch"] < warmup_epochs]
+    steps = [s for s in res["steps"] if s["epoch"] >= warmup_epochs] or warm  # timed: after the warm-up
     wall = [s["t1"] - s["t0"] for s in steps]
     cpu = [s["c1"] - s["c0"] for s in steps]
     flops = [
@@ -76,7 +78,11 @@ def summarise(res: dict) -> dict:
         "gflop_per_step": sum(flops) / len(flops) / 1e9,
         "gflops": sum(flops) / sum(wall) / 1e9,
         "tokens_per_step": sum(tokens) / len(tokens),
-        "losses": [s["loss"] for s in steps],
+        "warmup_pairs_per_s": sum(len(s["index"]) for s in warm) / sum(s["t1"] - s["t0"] for s in warm)
+        if warm
+        else float("nan"),
+        "losses": [s["loss"] for s in res["steps"]],
+        "host_memory": res["host_memory"],
         "peak_mib": res["peak_mib"],
         "threads": res["threads"],
         "arch": a,
@@ -120,9 +126,13 @@ def main(args) -> None:
     if _missing("trl"):
         print("note: trl is not installed (pip install -e '.[bench]'): no TRL rows", flush=True)
         modes = [m for m in modes if rs.MODES[m].runner != "trl"]
+    if args.pairs % rs.BATCH:
+        # TRL is handed our epochs one after the other as one epoch: a short last batch would merge two epochs.
+        raise SystemExit(f"--pairs must be a multiple of the batch size {rs.BATCH}, got {args.pairs}")
     src = rs.source()
     print(
-        f"model: {src['model']}; data: {src['data']}, {args.pairs} training pairs; {args.threads} torch thread(s)",
+        f"model: {src['model']}; data: {src['data']}, {args.pairs} training pairs; {args.threads} torch thread(s); "
+        f"{args.warmup_epochs} warm-up epoch(s) + 1 timed; host memory {args.host_memory}",
         flush=True,
     )
     runs: dict[str, dict] = {}
@@ -130,6 +140,7 @@ def main(args) -> None:
     for mode in modes:
         cmd = [sys.executable, os.path.join(os.path.dirname(__file__), "throughput.py"), "--shape", "smollm2-135m"]
         cmd += ["--child", mode, "--pairs", str(args.pairs), "--threads", str(args.threads)]
+        cmd += ["--epochs", str(args.warmup_epochs + 1), "--host-memory", args.host_memory]
         cmd += ["--cache-dir", os.path.join(cache_root, mode)]  # a fresh cache per mode: computed in-run
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -137,7 +148,7 @@ def main(args) -> None:
         if proc.returncode or not lines:
             print(f"{mode} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}", file=sys.stderr, flush=True)
             continue
-        runs[mode] = summarise(json.loads(lines[-1][7:]))
+        runs[mode] = summarise(json.loads(lines[-1][7:]), args.warmup_epochs)
         r = runs[mode]
         print(
             f"  {mode:24s} {r['pairs_per_s']:6.3f} pairs/s  step {r['step_s']:6.2f} s  {r['gflops']:6.1f} GFLOP/s  "
@@ -157,7 +168,8 @@ def main(args) -> None:
 
     print(
         f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {args.threads} torch thread(s), "
-        f"torch {torch.__version__}; {src['model']}; {src['data']}: {args.pairs} pairs, batch {rs.BATCH}, float32, IPO"
+        f"torch {torch.__version__}; {src['model']}; {src['data']}: {args.pairs} pairs, batch {rs.BATCH}, float32, IPO; "
+        f"rates over the epoch after {args.warmup_epochs} warm-up epoch(s) (warm-up: its pairs/s)"
     )
     print(
         f"matmul peak ({tokens} rows, float32, {args.threads} thread(s)): "
@@ -166,7 +178,7 @@ def main(args) -> None:
     )
     head = (
         f"{'mode':24s} {'pairs/s':>8s} {'step s':>7s} {'pairs/CPU-s':>11s} {'GFLOP/step':>10s} {'GFLOP/s':>8s} "
-        f"{'MFU':>5s} {'peak MiB':>9s} {'vs TRL best':>11s} {'vs bare':>8s}"
+        f"{'MFU':>5s} {'peak MiB':>9s} {'vs TRL best':>11s} {'vs bare':>8s} {'warm-up':>8s} {'host mem':>8s}"
     )
     print(head)
     print("-" * len(head))
@@ -174,7 +186,7 @@ def main(args) -> None:
         print(
             f"{m:24s} {r['pairs_per_s']:8.3f} {r['step_s']:7.2f} {r['pairs_per_cpu_s']:11.3f} {r['gflop_per_step']:10.1f} "
             f"{r['gflops']:8.1f} {r['gflops'] / peak:5.2f} {r['peak_mib']:9.0f} {r['pairs_per_s'] / trl_best:10.2f}x "
-            f"{r['pairs_per_s'] / bare:7.2f}x"
+            f"{r['pairs_per_s'] / bare:7.2f}x {r['warmup_pairs_per_s']:8.3f} {r['host_memory']:>8s}"
         )
     print(f"losses per step (IPO; modes with the same batches, rel. tolerance {LOSS_RTOL}):")
     for line in check_losses(runs):

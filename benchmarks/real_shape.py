@@ -8,8 +8,9 @@ model's tokenizer; without the sample, the generated GOQA-shaped pairs), batch 1
 length-averaged log-probs (TRL's ``ipo``), β 0.01, AdamW lr 1e-4 without weight decay, float32.
 
 Every mode sees the same pairs in the same order (TRL is handed our tokenised pairs and our epoch
-order, so its batches are ours), except the length-grouped modes, which see the same pairs grouped
+orders, so its batches are ours), except the length-grouped modes, which see the same pairs grouped
 by length. So the per-step losses of modes with the same order must agree, which the parent checks.
+Every mode trains ``epochs`` epochs; the parent times the later ones (the first is warm-up).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class Mode:
     cache: bool = False
     grouped: bool = False
     checkpointing: bool = False
+    padding_free: bool = False
     what: str = ""
 
 
@@ -100,6 +102,27 @@ MODES = {
             grouped=True,
             checkpointing=True,
             what="the same + gradient checkpointing",
+        ),
+        Mode(
+            "lora_cache_padfree",
+            "ours",
+            "padfree",
+            "lora",
+            False,
+            cache=True,
+            padding_free=True,
+            what="LoRA + prefix + cached ref., padding-free rows",
+        ),
+        Mode(
+            "lora_cache_grouped_padfree",
+            "ours",
+            "padfree",
+            "lora",
+            False,
+            cache=True,
+            grouped=True,
+            padding_free=True,
+            what="the same, length-grouped batches",
         ),
         Mode(
             "bare",
@@ -187,6 +210,8 @@ def policy_spec(mode: Mode):
         "gradient_checkpointing": mode.checkpointing,
         "average_log_prob": True,  # TRL's ipo averages the log-probs over the completion
     }
+    if mode.padding_free:
+        kwargs["padding_free"] = True
     if have_gguf():
         return CausalLM(gguf_file=GGUF, **kwargs)
     return CausalLM(name_or_path=random_model_dir(), **kwargs)
@@ -232,19 +257,26 @@ def arch(model) -> Arch:
 
 
 class Recorder:
-    """Per optimizer step: wall and CPU time at its start and end, the pairs it trained on and its loss."""
+    """Per optimizer step: its epoch, wall and CPU time at its start and end, the pairs it trained on and its loss."""
 
     def __init__(self) -> None:
         self.steps: list[dict[str, Any]] = []
 
-    def start(self, index) -> None:
-        self.steps.append({"index": [int(i) for i in index], "t0": time.perf_counter(), "c0": time.process_time()})
+    def start(self, index, epoch: int) -> None:
+        self.steps.append(
+            {
+                "index": [int(i) for i in index],
+                "epoch": int(epoch),
+                "t0": time.perf_counter(),
+                "c0": time.process_time(),
+            }
+        )
 
     def end(self, loss: float) -> None:
         self.steps[-1].update(t1=time.perf_counter(), c1=time.process_time(), loss=float(loss))
 
 
-def run_ours(mode: Mode, n_pairs: int, cache_dir: str):
+def run_ours(mode: Mode, n_pairs: int, epochs: int, cache_dir: str):
     import lightning as L
     import torch
 
@@ -268,7 +300,7 @@ def run_ours(mode: Mode, n_pairs: int, cache_dir: str):
 
     class Clock(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-            rec.start(batch["index"])
+            rec.start(batch["index"], trainer.current_epoch)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             rec.end(outputs["loss"])
@@ -276,7 +308,7 @@ def run_ours(mode: Mode, n_pairs: int, cache_dir: str):
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
-        max_epochs=1,
+        max_epochs=epochs,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -293,7 +325,7 @@ def ipo_avg(pc, pr, rc, rr, beta=BETA):
     return (((pc - pr) - (rc - rr)) - 1 / (2 * beta)).pow(2).mean()
 
 
-def run_bare(mode: Mode, n_pairs: int, cache_dir: str):
+def run_bare(mode: Mode, n_pairs: int, epochs: int, cache_dir: str):
     """What one writes without a framework: concatenated policy forward + backward, a frozen copy
     as the reference (forward, no grad), IPO on averaged log-probs, AdamW."""
     import copy
@@ -313,24 +345,28 @@ def run_bare(mode: Mode, n_pairs: int, cache_dir: str):
         return completion_logps(logits, batch["labels"], average=True)[0].chunk(2)
 
     rec = Recorder()
-    for batch in dm.train_dataloader():
-        rec.start(batch["index"])
-        pc, pr = logps(model, batch)
-        with torch.no_grad():
-            rc, rr = logps(reference, batch)
-        loss = ipo_avg(pc, pr, rc, rr)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        rec.end(loss.item())
+    loader = dm.train_dataloader()
+    for epoch in range(epochs):
+        loader.sampler.set_epoch(epoch)  # as Lightning does: the same per-epoch orders as ours
+        for batch in loader:
+            rec.start(batch["index"], epoch)
+            pc, pr = logps(model, batch)
+            with torch.no_grad():
+                rc, rr = logps(reference, batch)
+            loss = ipo_avg(pc, pr, rc, rr)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            rec.end(loss.item())
     return rec, dm, model
 
 
-def run_trl(mode: Mode, n_pairs: int, cache_dir: str):
+def run_trl(mode: Mode, n_pairs: int, epochs: int, cache_dir: str):
     """TRL 1.16's DPOTrainer at its best on this task: reference log-probs precomputed (before the
     first step, as ours), its fused LM head (logits only at completion positions, on by default),
-    gradient checkpointing off (on by default), no evaluation, logging or saving. It is given our tokenised pairs (so the tokens are the same)
-    in our epoch order (so the batches are the same). TRL 1.16 disables ``padding_free``; its
+    gradient checkpointing off (on by default), no evaluation, logging or saving. It is given our tokenised
+    pairs (so the tokens are the same) in our epoch orders, one after the other as one TRL epoch (so the batches
+    are the same). TRL 1.16 disables ``padding_free``; its
     ``use_liger_kernel`` needs Triton (GPU)."""
     import tempfile
 
@@ -340,7 +376,11 @@ def run_trl(mode: Mode, n_pairs: int, cache_dir: str):
     from trl import DPOTrainer
 
     dm = make_data(False, n_pairs)
-    order = list(iter(dm.train_dataloader().sampler))
+    sampler = dm.train_dataloader().sampler
+    order = []
+    for epoch in range(epochs):  # our orders of every epoch, one after the other, as one TRL epoch
+        sampler.set_epoch(epoch)
+        order += list(iter(sampler))
     ds = dm.dataset("train").select(order)
     rows = datasets.Dataset.from_dict(
         {
@@ -377,7 +417,7 @@ def run_trl(mode: Mode, n_pairs: int, cache_dir: str):
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):
             i = step["n"] * BATCH
-            rec.start(indices[i : i + BATCH])
+            rec.start(indices[i : i + BATCH], i // n_pairs)
 
         def on_step_end(self, args, state, control, **kwargs):
             step["n"] += 1
@@ -478,7 +518,7 @@ def measure_peak(threads: int, tokens: int, arch_: Arch, repeats: int = 5) -> di
 def result(mode: Mode, rec: Recorder, model) -> dict[str, Any]:
     return {
         "mode": mode.name,
-        "steps": [{k: s[k] for k in ("index", "t0", "t1", "c0", "c1", "loss")} for s in rec.steps],
+        "steps": [{k: s[k] for k in ("index", "epoch", "t0", "t1", "c0", "c1", "loss")} for s in rec.steps],
         "arch": arch(model).__dict__,
         "threads": int(os.environ.get("OMP_NUM_THREADS", "0")),
     }

@@ -253,9 +253,23 @@ def main() -> None:
         choices=("tiny", "smollm2-135m"),
         default="tiny",
         help="tiny: the toy Llama (hidden 256, 4 layers, vocab 512); smollm2-135m: SmolLM2-135M on GOQA batches "
-        "(real_shape.py: its own modes; --steps/--warmup/--repeats do not apply, every mode runs one epoch of --pairs)",
+        "(real_shape.py: its own modes; --steps/--warmup/--repeats do not apply: every mode trains --warmup-epochs "
+        "untimed epochs of --pairs, then one timed)",
     )
     ap.add_argument("--pairs", type=int, default=64, help="smollm2-135m: training pairs (one epoch) per mode")
+    ap.add_argument(
+        "--warmup-epochs",
+        type=int,
+        default=1,
+        help="smollm2-135m: untimed epochs before the timed one (first touches of memory, lazy set-up)",
+    )
+    ap.add_argument(
+        "--host-memory",
+        choices=("auto", "release", "retain"),
+        default="auto",
+        help="smollm2-135m: the CLI's --host_memory for every mode (auto: release with gradient checkpointing)",
+    )
+    ap.add_argument("--epochs", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -265,7 +279,7 @@ def main() -> None:
         if args.modes == list(MODES):
             args.modes = list(real_report.rs.MODES)
         if args.child:
-            real_report.child(args.child, args.pairs, args.cache_dir, args.threads)
+            real_report.child(args.child, args.pairs, args.epochs, args.cache_dir, args.threads, args.host_memory)
         else:
             real_report.main(args)
         return

@@ -18,6 +18,10 @@ def test_layouts_count_tokens_keys_and_logit_positions():
     assert ARCH.linear_params == 144 and ARCH.lora_params == 8
     # packed: prompt once: 2 + 1 + 1 tokens; keys 1+2 (prompt) + 2+1 (chosen) + 2+1 (rejected); logits 1 + 1 + 1
     assert work(PAIR, "packed") == Work(tokens=4, keys=9, logits=3)
+    # padfree: the same tokens and keys; logits at the last prompt position only (each completion has 1 token)
+    assert work(PAIR, "padfree") == Work(tokens=4, keys=9, logits=1)
+    # a pair (3, 2, 4): logits at the last prompt position, chosen 0 and rejected 0..2: 1 + 1 + 3 = 5 = c + r - 1
+    assert work([(3, 2, 4)], "padfree").logits == 5
     # concat: two rows of 3 tokens, keys 1+2+3 each, logits everywhere; fused: only the 2 completion positions
     assert work(PAIR, "concat") == Work(tokens=6, keys=12, logits=6)
     assert work(PAIR, "fused") == Work(tokens=6, keys=12, logits=2)
