@@ -15,6 +15,10 @@ The prompt is left-aligned to end at the same column in every row, so the logits
 last prompt position, which predicts the first token of both completions, and the completion
 positions) are the last ``1 + Cc + Cr`` columns: the LM head runs only there
 (``logits_to_keep``).
+
+With ``padding_free`` (:func:`pack_pairs_padding_free`, :func:`padding_free_logps`) each pair is
+instead one unpadded segment ``[prompt | chosen | rejected]`` and segments share rows; the decoder
+runs alone and the LM head only at the positions that predict a completion token.
 """
 
 from __future__ import annotations
