@@ -226,3 +226,14 @@ def test_head_post_processing_of_granite():
     plain = CausalLMPolicyModule(model, None, average_log_prob=False).pair_logps(batch)
     free = CausalLMPolicyModule(model, None, average_log_prob=False, prefix_sharing=True, padding_free=True)
     torch.testing.assert_close(free.pair_logps(batch), plain, rtol=1e-5, atol=1e-5)
+
+
+def test_empty_answer_and_empty_prompt():
+    """An empty completion gets log-prob 0, as in the concatenated forward; an empty prompt is refused."""
+    batch = _batch([(3, 0, 2), (4, 2, 0), (2, 1, 1)])
+    for average in (False, True):
+        want = _build(prefix_sharing="off", average_log_prob=average).pair_logps(batch)
+        got = _build(prefix_sharing="on", padding_free=True, average_log_prob=average).pair_logps(batch)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="prompt of at least one token"):
+        pack_pairs_padding_free(_batch([(0, 2, 2), (3, 1, 1)]))

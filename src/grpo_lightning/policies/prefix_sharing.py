@@ -228,6 +228,10 @@ def pack_pairs_padding_free(
     c_len, r_len = lengths[:n] - plen, lengths[n:] - plen
     # Host-side sizes (one sync): the row assignment is a small loop over B segments.
     p_h, c_h, r_h = torch.stack([plen, c_len, r_len]).tolist()
+    if min(p_h) < 1:
+        raise ValueError(
+            "padding-free rows need a prompt of at least one token in every pair (it predicts the answers)"
+        )
     seg = [p + c + r for p, c, r in zip(p_h, c_h, r_h, strict=True)]
     rows_h, offsets_h = first_fit_decreasing(seg)
     width, n_rows, n_tok = max(seg), max(rows_h) + 1, sum(seg)
