@@ -14,7 +14,13 @@ from torch import nn
 from grpo_lightning.core.logprobs import completion_logps
 from grpo_lightning.policies.base import PolicySpec, PreferencePolicy, disable_dropout, freeze
 from grpo_lightning.policies.lora import LoraSettings, apply_lora
-from grpo_lightning.policies.prefix_sharing import pack_pairs, packed_logps, prefix_sharing_support
+from grpo_lightning.policies.prefix_sharing import (
+    pack_pairs,
+    pack_pairs_padding_free,
+    packed_logps,
+    padding_free_logps,
+    prefix_sharing_support,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +55,8 @@ class CausalLMPolicyModule(PreferencePolicy):
     ``adapter_reference`` (LoRA), ``model`` with its adapter disabled.
 
     ``prefix_sharing`` runs each pair's prompt once for both completions
-    (:mod:`grpo_lightning.policies.prefix_sharing`), in the policy and the reference forward.
+    (:mod:`grpo_lightning.policies.prefix_sharing`), in the policy and the reference forward;
+    ``padding_free`` (with it only) packs the pairs as unpadded segments sharing rows.
     """
 
     def __init__(
@@ -60,13 +67,17 @@ class CausalLMPolicyModule(PreferencePolicy):
         average_log_prob: bool,
         prefix_sharing: bool = False,
         adapter_reference: bool = False,
+        padding_free: bool = False,
     ) -> None:
         super().__init__()
+        if padding_free and not prefix_sharing:
+            raise ValueError("padding_free packs the prefix-shared forward: it needs prefix_sharing")
         self.model = model
         self.reference = reference
         self.average_log_prob = average_log_prob
         self.prefix_sharing = prefix_sharing
         self.adapter_reference = adapter_reference
+        self.padding_free = padding_free
         attn = getattr(getattr(model, "config", None), "_attn_implementation", None)
         self._mask_dtype = None if attn == "sdpa" else next(model.parameters()).dtype
 
@@ -88,6 +99,9 @@ class CausalLMPolicyModule(PreferencePolicy):
     def _logps(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         # A batch without prompt lengths (built by hand, not by PairCollator) takes the plain path.
         if self.prefix_sharing and "prompt_length" in batch:
+            if self.padding_free:
+                free = pack_pairs_padding_free(batch, mask_dtype=self._mask_dtype)
+                return padding_free_logps(model, free, average=self.average_log_prob)
             packed = pack_pairs(batch, mask_dtype=self._mask_dtype)
             logits = model(
                 input_ids=packed.input_ids,
@@ -184,6 +198,12 @@ class CausalLM(PolicySpec):
             where the model supports it (Llama-family decoders with sdpa or eager attention) and
             the concatenated forward otherwise; ``on`` requires it; ``off`` never uses it. The
             path taken is logged.
+        padding_free: with the prefix-shared forward, each pair is one unpadded segment (prompt,
+            chosen, rejected) and short segments share a row (first-fit decreasing), so a batch
+            of uneven prompt lengths runs fewer padding tokens (TRL's ``padding_free``); only the
+            positions that predict a completion token go through the LM head. Same values up to
+            float rounding. An error with ``prefix_sharing: off``; unused (logged) where ``auto``
+            finds prefix sharing unsupported.
         lora: LoRA adapter settings (peft); ``None`` trains all weights. With LoRA the reference
             is the base model with the adapter disabled (no second copy in memory).
         load_in_4bit: load the base weights 4-bit (NF4, bitsandbytes) for QLoRA-style training on
@@ -209,6 +229,7 @@ class CausalLM(PolicySpec):
         lora: LoraSettings | dict | None = None,
         load_in_4bit: bool = False,
         adapter: str | None = None,
+        padding_free: bool = False,
     ) -> None:
         if load_in_4bit and lora is None and adapter is None:
             raise ValueError("model.policy.load_in_4bit trains through LoRA adapters: set model.policy.lora too")
@@ -216,6 +237,11 @@ class CausalLM(PolicySpec):
             prefix_sharing = "on" if prefix_sharing else "off"
         if prefix_sharing not in ("auto", "on", "off"):
             raise ValueError(f"model.policy.prefix_sharing must be auto, on or off, got {prefix_sharing!r}")
+        if padding_free and prefix_sharing == "off":
+            raise ValueError(
+                "model.policy.padding_free packs the rows of the prefix-shared forward: "
+                "it needs model.policy.prefix_sharing auto or on, not off"
+            )
         lora = LoraSettings(**lora) if isinstance(lora, dict) else lora
         tiny = TinyLlama(**tiny) if isinstance(tiny, dict) else (tiny or TinyLlama())
         if dtype not in ("float32", "bfloat16", "float16"):
@@ -233,6 +259,7 @@ class CausalLM(PolicySpec):
             lora=None if lora is None else {**asdict(lora), "target_modules": list(lora.target_modules)},
             load_in_4bit=load_in_4bit,
             adapter=adapter,
+            padding_free=padding_free,
         )
         self.lora = lora
         self.adapter = adapter
@@ -315,12 +342,17 @@ class CausalLM(PolicySpec):
                 average_log_prob=self.init_args["average_log_prob"],
                 prefix_sharing=sharing,
                 adapter_reference=True,
+                padding_free=self._padding_free(sharing),
             )
         reference = freeze(copy.deepcopy(model))
         if gc:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         return CausalLMPolicyModule(
-            model, reference, average_log_prob=self.init_args["average_log_prob"], prefix_sharing=sharing
+            model,
+            reference,
+            average_log_prob=self.init_args["average_log_prob"],
+            prefix_sharing=sharing,
+            padding_free=self._padding_free(sharing),
         )
 
     def _continue_adapter(self, model: nn.Module, sharing: bool, gc: bool) -> CausalLMPolicyModule:
@@ -340,7 +372,11 @@ class CausalLM(PolicySpec):
             "continuing the LoRA adapter %s: %d trainable parameters; reference = base + adapter", self.adapter, n_train
         )
         return CausalLMPolicyModule(
-            model, reference, average_log_prob=self.init_args["average_log_prob"], prefix_sharing=sharing
+            model,
+            reference,
+            average_log_prob=self.init_args["average_log_prob"],
+            prefix_sharing=sharing,
+            padding_free=self._padding_free(sharing),
         )
 
     def _prefix_sharing(self, model: nn.Module) -> bool:
@@ -356,3 +392,12 @@ class CausalLM(PolicySpec):
         else:
             log.info("concatenated forward: prefix sharing unsupported, %s", why)
         return use
+
+    def _padding_free(self, sharing: bool) -> bool:
+        if not self.init_args["padding_free"]:
+            return False
+        if sharing:
+            log.info("padding-free rows: each pair one unpadded segment, segments sharing rows")
+        else:
+            log.info("model.policy.padding_free unused: it packs the prefix-shared forward, which is off here")
+        return sharing
