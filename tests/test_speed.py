@@ -133,7 +133,7 @@ def test_cached_reference_equals_live(tiny_dm_factory, make_module, tmp_path):
             dm,
             loss={"name": "ipo", "beta": 0.1},
             weighting={"name": "robust", "step_size": 0.5},
-            optimizer=functools.partial(torch.optim.SGD, lr=0.5),
+            optimizer=functools.partial(torch.optim.SGD, lr=0.01),
             lr_scheduler=None,
             precompute_ref_logps=precompute,
             ref_cache_dir=str(tmp_path / "cache"),
@@ -143,10 +143,15 @@ def test_cached_reference_equals_live(tiny_dm_factory, make_module, tmp_path):
         results.append((module.log_alpha.clone(), {k: v.clone() for k, v in module.policy.model.state_dict().items()}))
     assert len(list((tmp_path / "cache").iterdir())) == 1
     for alpha, params in results[1:]:
-        # log α of an outweighed group is large and negative (≈ -1e9 here): compare relatively too
-        torch.testing.assert_close(alpha, results[0][0], rtol=1e-12, atol=1e-9)
+        # The cached log-probs come from a separate reference pass whose batches are padded otherwise, so they equal
+        # the live ones to float32 rounding, not bitwise (an AVX-512 CPU's kernels block by shape): a sequence
+        # log-prob of ≈ -50 to ~3e-6, an IPO loss 2(h - 1/(2β)) ≈ 10 times that, log α (η 0.5, 3 steps) to ~1e-5
+        # (measured 1.5e-5 on log α of -13.7, 1.1e-6 on parameters of up to 2.3). lr 0.01 keeps the run
+        # well-conditioned: with lr 0.5 the parameters reached ~1e7 and rounding differences grew without bound.
+        torch.testing.assert_close(alpha, results[0][0], rtol=1e-5, atol=1e-4)
+        torch.testing.assert_close(torch.softmax(alpha, 0), torch.softmax(results[0][0], 0), rtol=1e-4, atol=1e-7)
         for k, v in params.items():
-            torch.testing.assert_close(v, results[0][1][k], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(v, results[0][1][k], rtol=1e-5, atol=1e-5)
 
 
 def test_cached_values_equal_live_losses(tiny_dm_factory, make_module, tmp_path):
