@@ -19,8 +19,13 @@ LOSS_RTOL = 1e-3  # same weights, pairs and updates: only float rounding differs
 # Modes that see the same batches, each compared step by step with the first of its group.
 SAME_ORDER = (
     ("plain", "prefix", "prefix_cache", "bare", "trl"),
-    ("lora_cache", "trl_lora", "lora_cache_padfree"),
-    ("lora_cache_grouped", "lora_cache_grouped_ckpt", "lora_cache_grouped_padfree"),
+    ("lora_cache", "trl_lora", "lora_cache_padfree", "lora_cache_padfree_compiled"),
+    (
+        "lora_cache_grouped",
+        "lora_cache_grouped_ckpt",
+        "lora_cache_grouped_padfree",
+        "lora_cache_grouped_padfree_compiled",
+    ),
 )
 
 

@@ -16,6 +16,7 @@ Every mode trains ``epochs`` epochs; the parent times the later ones (the first 
 from __future__ import annotations
 
 import os
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,7 @@ class Mode:
     grouped: bool = False
     checkpointing: bool = False
     padding_free: bool = False
+    compiled: bool = False
     what: str = ""
 
 
@@ -122,6 +124,29 @@ MODES = {
             cache=True,
             grouped=True,
             padding_free=True,
+            what="the same, length-grouped batches",
+        ),
+        Mode(
+            "lora_cache_padfree_compiled",
+            "ours",
+            "padfree",
+            "lora",
+            False,
+            cache=True,
+            padding_free=True,
+            compiled=True,
+            what="LoRA + prefix + cached ref., padding-free, compiled decoder layers",
+        ),
+        Mode(
+            "lora_cache_grouped_padfree_compiled",
+            "ours",
+            "padfree",
+            "lora",
+            False,
+            cache=True,
+            grouped=True,
+            padding_free=True,
+            compiled=True,
             what="the same, length-grouped batches",
         ),
         Mode(
@@ -212,6 +237,8 @@ def policy_spec(mode: Mode):
     }
     if mode.padding_free:
         kwargs["padding_free"] = True
+    if mode.compiled:
+        kwargs["compile"] = True
     if have_gguf():
         return CausalLM(gguf_file=GGUF, **kwargs)
     return CausalLM(name_or_path=random_model_dir(), **kwargs)
@@ -257,23 +284,30 @@ def arch(model) -> Arch:
 
 
 class Recorder:
-    """Per optimizer step: its epoch, wall and CPU time at its start and end, the pairs it trained on and its loss."""
+    """Per optimizer step: its epoch, wall, CPU and system time and page faults at its start and end, the pairs it
+    trained on and its loss."""
 
     def __init__(self) -> None:
         self.steps: list[dict[str, Any]] = []
 
     def start(self, index, epoch: int) -> None:
+        ru = resource.getrusage(resource.RUSAGE_SELF)
         self.steps.append(
             {
                 "index": [int(i) for i in index],
                 "epoch": int(epoch),
                 "t0": time.perf_counter(),
                 "c0": time.process_time(),
+                "s0": ru.ru_stime,
+                "f0": ru.ru_minflt,
             }
         )
 
     def end(self, loss: float) -> None:
-        self.steps[-1].update(t1=time.perf_counter(), c1=time.process_time(), loss=float(loss))
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        self.steps[-1].update(
+            t1=time.perf_counter(), c1=time.process_time(), s1=ru.ru_stime, f1=ru.ru_minflt, loss=float(loss)
+        )
 
 
 def run_ours(mode: Mode, n_pairs: int, epochs: int, cache_dir: str):
@@ -518,7 +552,10 @@ def measure_peak(threads: int, tokens: int, arch_: Arch, repeats: int = 5) -> di
 def result(mode: Mode, rec: Recorder, model) -> dict[str, Any]:
     return {
         "mode": mode.name,
-        "steps": [{k: s[k] for k in ("index", "epoch", "t0", "t1", "c0", "c1", "loss")} for s in rec.steps],
+        "steps": [
+            {k: s[k] for k in ("index", "epoch", "t0", "t1", "c0", "c1", "s0", "s1", "f0", "f1", "loss")}
+            for s in rec.steps
+        ],
         "arch": arch(model).__dict__,
         "threads": int(os.environ.get("OMP_NUM_THREADS", "0")),
     }

@@ -13,6 +13,7 @@ from torch import nn
 
 from grpo_lightning.core.logprobs import completion_logps
 from grpo_lightning.policies.base import PolicySpec, PreferencePolicy, disable_dropout, freeze
+from grpo_lightning.policies.compile import compile_decoder_layers
 from grpo_lightning.policies.lora import LoraSettings, apply_lora
 from grpo_lightning.policies.prefix_sharing import (
     pack_pairs,
@@ -204,6 +205,10 @@ class CausalLM(PolicySpec):
             positions that predict a completion token go through the LM head. Same values up to
             float rounding. An error with ``prefix_sharing: off``; unused (logged) where ``auto``
             finds prefix sharing unsupported.
+        compile: ``torch.compile`` each decoder layer in place (regional compilation,
+            :mod:`grpo_lightning.policies.compile`): fuses the element-wise work between the matrix
+            products; the first batches of each kind (training, reference) pay the compilation, and
+            it needs a C++ compiler on CPU. Off by default.
         lora: LoRA adapter settings (peft); ``None`` trains all weights. With LoRA the reference
             is the base model with the adapter disabled (no second copy in memory).
         load_in_4bit: load the base weights 4-bit (NF4, bitsandbytes) for QLoRA-style training on
@@ -230,6 +235,7 @@ class CausalLM(PolicySpec):
         load_in_4bit: bool = False,
         adapter: str | None = None,
         padding_free: bool = False,
+        compile: bool = False,
     ) -> None:
         if load_in_4bit and lora is None and adapter is None:
             raise ValueError("model.policy.load_in_4bit trains through LoRA adapters: set model.policy.lora too")
@@ -260,6 +266,7 @@ class CausalLM(PolicySpec):
             load_in_4bit=load_in_4bit,
             adapter=adapter,
             padding_free=padding_free,
+            compile=compile,
         )
         self.lora = lora
         self.adapter = adapter
@@ -316,6 +323,13 @@ class CausalLM(PolicySpec):
         return model
 
     def build(self, tokenizer: Any | None) -> CausalLMPolicyModule:
+        policy = self._build(tokenizer)
+        if self.init_args["compile"]:
+            n = sum(compile_decoder_layers(m) for m in (policy.model, policy.reference) if m is not None)
+            log.info("torch.compile: %d decoder layers compiled in place (regional compilation)", n)
+        return policy
+
+    def _build(self, tokenizer: Any | None) -> CausalLMPolicyModule:
         model = self.load_model(tokenizer)
         if tokenizer is not None and model.get_input_embeddings().num_embeddings < len(tokenizer):
             raise ValueError(
