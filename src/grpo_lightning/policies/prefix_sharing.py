@@ -64,15 +64,21 @@ class PackedPairs:
     keep: int  # logits_to_keep = 1 + Cc + Cr
 
 
+def pair_lengths(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prompt, chosen and rejected lengths ``(B,)`` of a collated batch (chosen rows over rejected rows, each row
+    the prompt then its completion, right-padded)."""
+    n = batch["input_ids"].shape[0] // 2
+    plen = batch["prompt_length"].to(batch["input_ids"].device)
+    lengths = batch["attention_mask"].sum(-1)
+    return plen, lengths[:n] - plen, lengths[n:] - plen
+
+
 def pack_pairs(batch: dict[str, torch.Tensor], *, mask_dtype: torch.dtype | None = None) -> PackedPairs:
     """Pack a collated batch of pairs (see the module docstring). ``mask_dtype=None`` gives a
     boolean mask (sdpa); a float dtype gives an additive mask (eager attention)."""
-    ids, attn, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-    n = ids.shape[0] // 2
-    device = ids.device
-    plen = batch["prompt_length"].to(device)
-    lengths = attn.sum(-1)
-    c_len, r_len = lengths[:n] - plen, lengths[n:] - plen
+    ids, labels = batch["input_ids"], batch["labels"]
+    n, device = ids.shape[0] // 2, ids.device
+    plen, c_len, r_len = pair_lengths(batch)
     # Host-side sizes of the packed layout (one sync for the three maxima).
     p_max, cc, cr = (int(v) for v in torch.stack([plen.max(), c_len.max(), r_len.max()]).tolist())
     cc, cr = max(cc, 1), max(cr, 1)
@@ -220,12 +226,9 @@ def pack_pairs_padding_free(
     The predicting positions (segment columns): chosen token k by column p - 1 + k (k = 0 the
     last prompt token); rejected token 0 by column p - 1, token k >= 1 by column p + c + k - 1.
     """
-    ids, attn, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-    n = ids.shape[0] // 2
-    device = ids.device
-    plen = batch["prompt_length"].to(device)
-    lengths = attn.sum(-1)
-    c_len, r_len = lengths[:n] - plen, lengths[n:] - plen
+    ids, labels = batch["input_ids"], batch["labels"]
+    n, device = ids.shape[0] // 2, ids.device
+    plen, c_len, r_len = pair_lengths(batch)
     # Host-side sizes (one sync): the row assignment is a small loop over B segments.
     p_h, c_h, r_h = torch.stack([plen, c_len, r_len]).tolist()
     if min(p_h) < 1:
