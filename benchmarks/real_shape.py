@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,97 +67,38 @@ class Mode:
     what: str = ""
 
 
+def _variant(base: Mode, suffix: str, what: str, **changes: Any) -> Mode:
+    """``base`` with ``changes``, named ``<base>_<suffix>``."""
+    return replace(base, name=f"{base.name}_{suffix}", what=what, **changes)
+
+
+_PLAIN = Mode(
+    "plain", "ours", "concat", "full", True, prefix_sharing=False, what="concatenated forward, live reference copy"
+)
+_LORA = Mode("lora_cache", "ours", "packed", "lora", False, cache=True, what="LoRA r8 (7 proj.) + prefix + cached ref.")
+_GROUPED = _variant(_LORA, "grouped", "the same, length-grouped batches", grouped=True)
+_PADFREE = _variant(
+    _LORA, "padfree", "LoRA + prefix + cached ref., padding-free rows", layout="padfree", padding_free=True
+)
+_GROUPED_PADFREE = _variant(
+    _GROUPED, "padfree", "the same, length-grouped batches", layout="padfree", padding_free=True
+)
 MODES = {
     m.name: m
     for m in (
-        Mode(
-            "plain",
-            "ours",
-            "concat",
-            "full",
-            True,
-            prefix_sharing=False,
-            what="concatenated forward, live reference copy",
-        ),
+        _PLAIN,
         Mode("prefix", "ours", "packed", "full", True, what="prefix-shared forward, live reference copy"),
         Mode("prefix_cache", "ours", "packed", "full", False, cache=True, what="prefix-shared + cached reference"),
-        Mode(
-            "lora_cache", "ours", "packed", "lora", False, cache=True, what="LoRA r8 (7 proj.) + prefix + cached ref."
+        _LORA,
+        _GROUPED,
+        _variant(_GROUPED, "ckpt", "the same + gradient checkpointing", checkpointing=True),
+        _PADFREE,
+        _GROUPED_PADFREE,
+        _variant(
+            _PADFREE, "compiled", "LoRA + prefix + cached ref., padding-free, compiled decoder layers", compiled=True
         ),
-        Mode(
-            "lora_cache_grouped",
-            "ours",
-            "packed",
-            "lora",
-            False,
-            cache=True,
-            grouped=True,
-            what="the same, length-grouped batches",
-        ),
-        Mode(
-            "lora_cache_grouped_ckpt",
-            "ours",
-            "packed",
-            "lora",
-            False,
-            cache=True,
-            grouped=True,
-            checkpointing=True,
-            what="the same + gradient checkpointing",
-        ),
-        Mode(
-            "lora_cache_padfree",
-            "ours",
-            "padfree",
-            "lora",
-            False,
-            cache=True,
-            padding_free=True,
-            what="LoRA + prefix + cached ref., padding-free rows",
-        ),
-        Mode(
-            "lora_cache_grouped_padfree",
-            "ours",
-            "padfree",
-            "lora",
-            False,
-            cache=True,
-            grouped=True,
-            padding_free=True,
-            what="the same, length-grouped batches",
-        ),
-        Mode(
-            "lora_cache_padfree_compiled",
-            "ours",
-            "padfree",
-            "lora",
-            False,
-            cache=True,
-            padding_free=True,
-            compiled=True,
-            what="LoRA + prefix + cached ref., padding-free, compiled decoder layers",
-        ),
-        Mode(
-            "lora_cache_grouped_padfree_compiled",
-            "ours",
-            "padfree",
-            "lora",
-            False,
-            cache=True,
-            grouped=True,
-            padding_free=True,
-            compiled=True,
-            what="the same, length-grouped batches",
-        ),
-        Mode(
-            "bare",
-            "bare",
-            "concat",
-            "full",
-            True,
-            prefix_sharing=False,
-            what="hand-written loop, concatenated, live ref.",
-        ),
+        _variant(_GROUPED_PADFREE, "compiled", "the same, length-grouped batches", compiled=True),
+        replace(_PLAIN, name="bare", runner="bare", what="hand-written loop, concatenated, live ref."),
         Mode(
             "trl", "trl", "fused", "full", False, prefix_sharing=False, what="TRL DPOTrainer, precompute_ref_log_probs"
         ),

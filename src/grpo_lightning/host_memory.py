@@ -41,7 +41,6 @@ log = logging.getLogger(__name__)
 
 HostMemory = Literal["auto", "release", "retain"]
 ENV_VARS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")  # glibc's own: when the user sets one, theirs win
-ENV = ENV_VARS[0]
 # From glibc's malloc.h.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 RELEASE_MMAP_THRESHOLD = 4 << 20
