@@ -4,6 +4,7 @@ Everything here is a function of tensors that returns new tensors; nothing keeps
 state. The LightningModule, the bandit sweep and the tests all call these same functions.
 """
 
+from grpo_lightning.core.accuracy import pair_accuracy
 from grpo_lightning.core.alignment import js_distance, js_divergence, letter_distribution, opinion_alignment
 from grpo_lightning.core.groups import group_counts, group_means, group_sums
 from grpo_lightning.core.logprobs import completion_logps
@@ -42,6 +43,7 @@ __all__ = [
     "log_ratios",
     "mix_with_uniform",
     "opinion_alignment",
+    "pair_accuracy",
     "preference_loss",
     "register_loss",
     "register_weighting",

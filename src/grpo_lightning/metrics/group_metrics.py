@@ -7,11 +7,15 @@ from collections.abc import Sequence
 import torch
 from torchmetrics import Metric
 
+from grpo_lightning.core.accuracy import pair_accuracy
 from grpo_lightning.core.groups import group_counts, group_sums
 
 
 class GroupPreferenceMetrics(Metric):
     """Per-group loss, reward accuracy and log-prob accuracy, plus mean implicit rewards.
+
+    Accuracies count a pair 1 if chosen > rejected, ½ on a tie, 0 otherwise
+    (:func:`grpo_lightning.core.accuracy.pair_accuracy`), so a start model equal to its reference reads 0.5.
 
     ``compute`` returns the tags of :func:`grpo_lightning.metrics.tags.eval_tags`. Worst-group
     and minimum-group values range over the groups present in the evaluated split; a group with
@@ -47,10 +51,12 @@ class GroupPreferenceMetrics(Metric):
         as64 = lambda t: t.detach().to(torch.float64)  # noqa: E731
         self.count += group_counts(group, k).to(self.count)
         self.loss += group_sums(as64(losses), group, k)
-        self.reward_correct += group_sums(as64(chosen_rewards > rejected_rewards), group, k)
-        self.logp_correct += group_sums(as64(policy_chosen > policy_rejected), group, k)
+        # Ties (h = 0) count ½ (core/accuracy.py): a model equal to its reference reads 0.5, not 0.
+        credit = lambda c, r: group_sums(pair_accuracy(as64(c) - as64(r)), group, k)  # noqa: E731
+        self.reward_correct += credit(chosen_rewards, rejected_rewards)
+        self.logp_correct += credit(policy_chosen, policy_rejected)
         if reference_chosen is not None and reference_rejected is not None:
-            self.ref_logp_correct += group_sums(as64(reference_chosen > reference_rejected), group, k)
+            self.ref_logp_correct += credit(reference_chosen, reference_rejected)
         self.chosen_reward += as64(chosen_rewards).sum()
         self.rejected_reward += as64(rejected_rewards).sum()
 
