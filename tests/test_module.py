@@ -219,7 +219,8 @@ def test_logged_training_group_losses_are_the_group_means_of_the_steps_pair_loss
     tiny_dm_factory, make_module, accumulate
 ):
     """``train/group_loss/<g>`` of step 1 = mean over the group's pairs in the whole step (all micro-batches) of the
-    per-pair loss at the starting weights, computed here directly from the policy, without the module's sums."""
+    per-pair loss at the starting weights, computed here directly from the policy, without the module's sums;
+    ``train/pooled_loss`` = the plain mean over all the step's pairs."""
     from grpo_lightning.core import preference_loss
 
     dm = tiny_dm_factory(batch_size=4, accumulate_grad_batches=accumulate)
@@ -240,3 +241,17 @@ def test_logged_training_group_losses_are_the_group_means_of_the_steps_pair_loss
             torch.testing.assert_close(logged[key], losses[mask].mean().float(), rtol=1e-5, atol=1e-6)
         else:
             assert key not in logged
+    torch.testing.assert_close(logged["train/pooled_loss"], losses.mean().float(), rtol=1e-5, atol=1e-6)
+
+
+def test_pooled_loss_is_train_loss_only_under_uniform_weighting(tiny_dm_factory, make_module):
+    """``train/loss`` is the weighted objective; ``train/pooled_loss`` the plain mean over the step's pairs.
+    Under ``uniform`` they are the same number; under ``importance`` (w_g = 1/K on group means) they differ once
+    the pairs' losses do (step 2: at step 1 the policy equals its reference and every pair has the same loss)."""
+    logged = {}
+    for name in ("uniform", "importance"):
+        dm = tiny_dm_factory(batch_size=8)
+        module = make_module(dm, weighting={"name": name}, optimizer=functools.partial(torch.optim.SGD, lr=0.5))
+        logged[name] = fit_quietly(module, dm, max_steps=2, log_every_n_steps=1).logged_metrics
+    torch.testing.assert_close(logged["uniform"]["train/pooled_loss"], logged["uniform"]["train/loss"])
+    assert not torch.isclose(logged["importance"]["train/pooled_loss"], logged["importance"]["train/loss"])

@@ -272,9 +272,16 @@ class GroupRobustPreferenceModule(L.LightningModule):
         self, objective: torch.Tensor, loss_sums: torch.Tensor, counts: torch.Tensor, weights: torch.Tensor
     ) -> None:
         """Logs the step's objective, group mean losses and weights. ``counts`` are already summed over ranks
-        (the step needed them for the α step); the loss sums are all-reduced here, once."""
-        means = group_means(self._all_reduce(loss_sums), counts)
+        (the step needed them for the α step); the loss sums are all-reduced here, once.
+
+        ``train/loss`` is the weighted objective Σ_g w_g L̂_g that θ descends: its scale depends on the weighting
+        and the estimator, so it is not comparable across methods. ``train/pooled_loss`` is the plain mean of the
+        step's per-pair losses, Σ_g S_g / Σ_g N_g (S_g the group's loss sum), the same quantity for every method
+        (and equal to ``train/loss`` under the ``uniform`` weighting)."""
+        sums = self._all_reduce(loss_sums)
+        means = group_means(sums, counts)
         values = {"train/loss": self._all_reduce(objective) if self.trainer.world_size > 1 else objective}
+        values["train/pooled_loss"] = sums.sum() / counts.sum().clamp(min=1)
         count = counts.cpu()  # one host sync for the whole log, not one per group
         for g, name in enumerate(self.group_names):
             if count[g] > 0:

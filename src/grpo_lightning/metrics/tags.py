@@ -12,7 +12,9 @@ def group_weight_tags(groups: Sequence[str]) -> list[str]:
 
 
 def train_tags(groups: Sequence[str]) -> list[str]:
-    return ["train/loss"] + [f"train/group_loss/{g}" for g in groups] + group_weight_tags(groups)
+    """``train/loss`` is the weighted objective (not comparable across weightings); ``train/pooled_loss`` the
+    unweighted mean over the step's pairs (comparable)."""
+    return ["train/loss", "train/pooled_loss"] + [f"train/group_loss/{g}" for g in groups] + group_weight_tags(groups)
 
 
 def eval_tags(stage: str, groups: Sequence[str], *, with_reference: bool = True) -> list[str]:
