@@ -15,7 +15,7 @@ datasets.disable_progress_bars()
 
 # The generated pool split by fractions (no separate evaluation pairs): small and fast.
 TINY_DATA = {
-    "generated": {"num_pairs": 100, "val_pairs_per_group": 0, "test_pairs_per_group": 0, "seed": 0},
+    "generated": {"num_pairs": 100, "val_questions": 0, "test_questions": 0, "seed": 0},
     "max_length": 64,
     "max_prompt_length": 56,
 }
@@ -112,15 +112,15 @@ def composed_yaml(path) -> dict:
     return out
 
 
-#: CLI flags that shrink the default config's data: 100 generated training pairs, 4 val and 4 test
-#: pairs per group, short sequences.
+#: CLI flags that shrink the default config's data: 100 generated training pairs, 2 val and 2 test
+#: questions (6 pairs each per group), short sequences.
 TINY_DATA_FLAGS = [
     "--data.init_args.generated.num_pairs",
     "100",
-    "--data.init_args.generated.val_pairs_per_group",
-    "4",
-    "--data.init_args.generated.test_pairs_per_group",
-    "4",
+    "--data.init_args.generated.val_questions",
+    "2",
+    "--data.init_args.generated.test_questions",
+    "2",
     "--data.init_args.max_length",
     "64",
     "--data.init_args.max_prompt_length",

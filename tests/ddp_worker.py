@@ -65,7 +65,7 @@ def reference_cache(mode: str, out: str) -> None:
     ddp = mode == "refcache_ddp"
     # 100 generated pairs: 80/10/10 with eval batches of 3 → 27, 4 and 4 batches, uneven over 2 ranks.
     dm = PreferenceDataModule(
-        generated=GeneratedOpinions(num_pairs=100, val_pairs_per_group=0, test_pairs_per_group=0),
+        generated=GeneratedOpinions(num_pairs=100, val_questions=0, test_questions=0),
         max_length=64, max_prompt_length=56, batch_size=4, eval_batch_size=3,
     )  # fmt: skip
     L.seed_everything(0)
@@ -101,7 +101,7 @@ def main(mode: str, out: str) -> None:
     if mode.startswith("refcache"):
         return reference_cache(mode, out)
     data = {
-        "generated": GeneratedOpinions(num_pairs=100, val_pairs_per_group=4, test_pairs_per_group=4),
+        "generated": GeneratedOpinions(num_pairs=100, val_questions=2, test_questions=2),
         "max_length": 64,
         "max_prompt_length": 56,
     }

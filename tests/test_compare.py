@@ -166,3 +166,38 @@ def test_event_files_without_pair_counts(tmp_path, capsys):
     row = lambda label: next(line for line in lines if line.startswith(label + " "))  # noqa: E731
     assert row("loss A").endswith(_pm([1.0, 2.0])) and row("worst-group loss").endswith(_pm([3.0, 5.0]))
     assert row("reward acc B").endswith(" -")  # has pairs, but no accuracy was logged
+
+
+def test_the_last_method_is_paired_with_every_other(tmp_path, capsys):
+    """Three methods: the last given (GR-IPO after its baselines) minus each of the others, by seed."""
+    worst = {"ipo": (3.0, 4.0), "isipo": (2.0, 2.5), "gripo": (2.5, 2.0)}
+    for method, values in worst.items():
+        for seed, b in enumerate(values):
+            _summary(tmp_path / method / f"version_{seed}", seed, {"A": 1.0, "B": b})
+    compare.main([str(tmp_path / m) for m in worst])
+    out = capsys.readouterr().out
+    assert f"gripo − ipo over 2 shared seed(s): {_pm([-0.5, -2.0])}; gripo lower on 2/2" in out
+    assert f"gripo − isipo over 2 shared seed(s): {_pm([0.5, -0.5])}; gripo lower on 1/2" in out
+
+
+def test_a_test_run_draws_the_weights_of_the_run_it_tested(tmp_path):
+    """`grpo test --ckpt_path <fit>/checkpoints/last.ckpt` logs no training scalars: the weights panel
+    reads them from the fit run named by the test run's config.yaml."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from grpo_lightning.runs import read_run
+
+    fit, test = tmp_path / "gripo" / "seed_0", tmp_path / "gripo" / "seed_0_test"
+    writer = SummaryWriter(str(fit))
+    for step, (a, b) in enumerate([(0.5, 0.5), (0.4, 0.6), (0.3, 0.7)]):
+        writer.add_scalar("train/group_weight/A", a, step)
+        writer.add_scalar("train/group_weight/B", b, step)
+    writer.close()
+    _summary(test, 0, {"A": 1.0, "B": 2.0})
+    (test / "config.yaml").write_text(f"seed_everything: 0\nckpt_path: {fit / 'checkpoints' / 'last.ckpt'}\n")
+    run = read_run(test, "val", "gripo")
+    assert run.fit_path == fit
+    history = compare._weight_history(run)
+    assert history["B"] == [(0, 0.5), (1, 0.6000000238418579), (2, 0.699999988079071)]
+    untested = read_run(fit, "val", "gripo")
+    assert untested is None or untested.fit_path == fit

@@ -118,7 +118,7 @@ def test_tokenizer_from_gguf(tokenizer, written):
 def test_data_module_reads_the_tokenizer_from_gguf(tokenizer, written):
     _, path = written[False]
     common = {
-        "generated": GeneratedOpinions(num_pairs=50, val_pairs_per_group=4, test_pairs_per_group=4, seed=0),
+        "generated": GeneratedOpinions(num_pairs=50, val_questions=2, test_questions=2, seed=0),
         "max_length": 64,
         "max_prompt_length": 56,
     }

@@ -51,7 +51,7 @@ model:
 data:
   class_path: grpo_lightning.data.PreferenceDataModule
   init_args:
-    generated: {{num_pairs: 60, val_pairs_per_group: 0, test_pairs_per_group: 0}}
+    generated: {{num_pairs: 60, val_questions: 0, test_questions: 0}}
     max_length: 64
     max_prompt_length: 56
     batch_size: 8
@@ -234,7 +234,7 @@ def _assert_loader_state_resumes_after(ckpt: dict, step: int) -> None:
     states = ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"]
     assert len(states) == 1, states
     dm = PreferenceDataModule(  # the data of CONFIG
-        generated=GeneratedOpinions(num_pairs=60, val_pairs_per_group=0, test_pairs_per_group=0),
+        generated=GeneratedOpinions(num_pairs=60, val_questions=0, test_questions=0),
         max_length=64, max_prompt_length=56, batch_size=8,
     )  # fmt: skip
     straight = dm.train_dataloader()

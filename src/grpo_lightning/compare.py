@@ -108,31 +108,36 @@ def _worst(cells: dict[str, list[float]]) -> str | None:
     return max(means, key=means.get) if means else None
 
 
-def paired_difference(runs: list[Run]) -> str | None:
-    """With exactly two methods sharing seeds: worst-group loss of the second minus the first,
-    paired by seed (mean ± s.e.), and on how many seeds the second is lower."""
+def _worst_per_seed(rs: list[Run]) -> dict[int, float]:
+    values: dict[int, list[float]] = {}
+    for r in rs:
+        if r.seed is not None and r.worst_group_loss is not None:
+            values.setdefault(r.seed, []).append(r.worst_group_loss)
+    return {s: sum(v) / len(v) for s, v in values.items()}  # repeated seeds: their mean
+
+
+def paired_differences(runs: list[Run]) -> list[str]:
+    """With two or more methods sharing seeds: worst-group loss of the *last* method (e.g. the
+    group-robust one, listed after its baselines) minus each other method's, paired by seed
+    (mean ± s.e.), and on how many seeds the last is lower. One line per other method."""
     methods = by_method(runs)
-    if len(methods) != 2:
-        return None
-    (name_a, runs_a), (name_b, runs_b) = methods.items()
-
-    def per_seed(rs: list[Run]) -> dict[int, float]:
-        values: dict[int, list[float]] = {}
-        for r in rs:
-            if r.seed is not None and r.worst_group_loss is not None:
-                values.setdefault(r.seed, []).append(r.worst_group_loss)
-        return {s: sum(v) / len(v) for s, v in values.items()}  # repeated seeds: their mean
-
-    a, b = per_seed(runs_a), per_seed(runs_b)
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
-        return None
-    diffs = [b[s] - a[s] for s in seeds]
-    wins = sum(d < 0 for d in diffs)
-    return (
-        f"paired worst-group loss, {name_b} − {name_a} over {len(seeds)} shared seed(s): "
-        f"{fmt_mean_se(diffs)}; {name_b} lower on {wins}/{len(seeds)}"
-    )
+    if len(methods) < 2:
+        return []
+    *others, (name_b, runs_b) = methods.items()
+    b = _worst_per_seed(runs_b)
+    lines = []
+    for name_a, runs_a in others:
+        a = _worst_per_seed(runs_a)
+        seeds = sorted(set(a) & set(b))
+        if not seeds:
+            continue
+        diffs = [b[s] - a[s] for s in seeds]
+        wins = sum(d < 0 for d in diffs)
+        lines.append(
+            f"paired worst-group loss, {name_b} − {name_a} over {len(seeds)} shared seed(s): "
+            f"{fmt_mean_se(diffs)}; {name_b} lower on {wins}/{len(seeds)}"
+        )
+    return lines
 
 
 def format_text(header: list[str], rows: list[list[str]]) -> str:
@@ -154,9 +159,9 @@ def report(runs: list[Run], stage: str, markdown: bool = False) -> str:
     body = format_markdown(header, rows) if markdown else format_text(header, rows)
     title = f"{stage} split, mean ± s.e. over runs (s.e. = sample std / √n)"
     parts = [title, "", body]
-    diff = paired_difference(runs)
-    if diff:
-        parts += ["", diff]
+    diffs = paired_differences(runs)
+    if diffs:
+        parts += ["", *diffs]
     return "\n".join(parts)
 
 
@@ -166,10 +171,12 @@ def report(runs: list[Run], stage: str, markdown: bool = False) -> str:
 
 
 def _weight_history(run: Run) -> dict[str, list[tuple[int, float]]]:
-    """``train/group_weight/<group>`` over steps, from the run's event files (if any)."""
-    if not any(run.path.glob("events.out.tfevents.*")):
+    """``train/group_weight/<group>`` over steps, from the event files of the run that trained
+    the weights (for a ``test`` run, the run whose checkpoint it tested: :attr:`Run.fit_path`)."""
+    path = run.fit_path
+    if not any(path.glob("events.out.tfevents.*")):
         return {}
-    ea = events(run.path)
+    ea = events(path)
     prefix = "train/group_weight/"
     return {
         t[len(prefix) :]: [(e.step, e.value) for e in ea.Scalars(t)]

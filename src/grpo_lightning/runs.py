@@ -31,6 +31,18 @@ class Run:
         return {g: v for g, v in self.groups.items() if v.get("pairs") != 0 and v.get("loss") is not None}
 
     @property
+    def fit_path(self) -> Path:
+        """The log dir of the run that trained this run's model: for a ``grpo test/validate
+        --ckpt_path <fit run>/checkpoints/<file>`` run, that fit run's dir (it holds the training
+        scalars, e.g. the group weights over steps); else this run's own."""
+        ckpt = _config_value(self.path, "ckpt_path")
+        if isinstance(ckpt, str):
+            fit = Path(ckpt).parent.parent
+            if fit != self.path and any(fit.glob("events.out.tfevents.*")):
+                return fit
+        return self.path
+
+    @property
     def worst_group_loss(self) -> float | None:
         losses = [v["loss"] for v in self.present().values()]
         return max(losses) if losses else None
@@ -53,14 +65,19 @@ def find_run_dirs(path: Path) -> list[Path]:
     return sorted(found)
 
 
-def _seed_from_config(run_dir: Path) -> int | None:
-    config = run_dir / "config.yaml"  # written by LightningCLI next to the logs
+def _config_value(run_dir: Path, key: str):
+    """A top-level value of the ``config.yaml`` LightningCLI writes next to the logs (None if absent)."""
+    config = run_dir / "config.yaml"
     if not config.is_file():
         return None
     try:
-        seed = (yaml.safe_load(config.read_text()) or {}).get("seed_everything")
+        return (yaml.safe_load(config.read_text()) or {}).get(key)
     except yaml.YAMLError:
         return None
+
+
+def _seed_from_config(run_dir: Path) -> int | None:
+    seed = _config_value(run_dir, "seed_everything")
     return seed if isinstance(seed, int) and not isinstance(seed, bool) else None
 
 
