@@ -19,13 +19,17 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# IPO vs GR-IPO on the generated default data (same seed, data and steps), each then scored on the
-# test split; prints the per-group table side by side and writes the figure.
+# IPO, IS-IPO and GR-IPO on the generated default data (same seed, data and steps), each then scored on the
+# held-out test questions; prints the per-group table of the three and writes the figure (per-group test loss and
+# GR-IPO's group weights over steps). DEMO_TASK=<overlay> runs the same on another task, e.g.
+#   make demo DEMO_TASK=configs/task/small_dissenting_group.yaml     (logs under logs/demo_small_dissenting_group)
 # One torch thread per run: on 2 cores the tiny model's element-wise kernels ran slower with 2.
-DEMO_DIR := logs/demo
+DEMO_TASK ?=
+DEMO_DIR ?= logs/demo$(if $(DEMO_TASK),_$(basename $(notdir $(DEMO_TASK))))
 demo: $(STAMP)
 	OMP_NUM_THREADS=1 $(VENV)/bin/grpo-compare --stage test --log-dir $(DEMO_DIR) --figure $(DEMO_DIR)/comparison.png \
-	    --config configs/experiment/default_ipo.yaml --config configs/experiment/default_gripo.yaml --seeds 0
+	    --config configs/experiment/default_ipo.yaml --config configs/experiment/default_isipo.yaml \
+	    --config configs/experiment/default_gripo.yaml --seeds 0 $(if $(DEMO_TASK),-- --config $(DEMO_TASK))
 	@echo "Figure: $(DEMO_DIR)/comparison.png; TensorBoard: $(VENV)/bin/tensorboard --logdir $(DEMO_DIR)"
 
 # The README figure is the demo's figure.

@@ -35,6 +35,10 @@ RUNS: dict[str, tuple[str, ...]] = {
         for p in sorted((ROOT / "configs" / "experiment").glob("*.yaml"))
     },
     "default+debug": ("configs/default.yaml", "configs/debug.yaml"),
+    "experiment.default_isipo+task.small_dissenting_group": (
+        "configs/experiment/default_isipo.yaml",
+        "configs/task/small_dissenting_group.yaml",
+    ),
     "default+loss.dpo": ("configs/default.yaml", "configs/loss/dpo.yaml"),
     "default+loss.cdpo": ("configs/default.yaml", "configs/loss/cdpo.yaml"),
     "default+loss.sft": ("configs/default.yaml", "configs/loss/sft.yaml"),

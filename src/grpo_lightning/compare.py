@@ -216,9 +216,11 @@ def draw_figure(runs: list[Run], path: Path, stage: str) -> None:
             means.append(m)
             ses.append(se or 0.0)
         xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(labels))]
-        ax.bar(xs, means, width, yerr=ses, capsize=3, label=f"{name} (n={len(rs)})", color=f"C{i}")
+        # One run per method: no spread over runs to draw (the bars are then single values).
+        yerr = ses if any(ses) else None
+        ax.bar(xs, means, width, yerr=yerr, capsize=3, label=f"{name} (n={len(rs)})", color=f"C{i}")
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
-    ax.set_ylabel(f"{stage} loss (mean ± s.e.)")
+    ax.set_ylabel(f"{stage} loss (mean ± s.e. over runs)" if len(runs) > len(methods) else f"{stage} loss")
     ax.set_title(f"{stage} loss per group")
     ax.legend(fontsize="small")
     for ax, (name, per_run) in zip(axes[0][1:], histories.items(), strict=True):
