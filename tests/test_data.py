@@ -42,7 +42,7 @@ def test_generated_data_shape_and_determinism():
     train = _split_rows(rows, "train")
     counts = Counter(r[3] for r in train)
     assert [counts[g] for g in GROUPS] == [180, 100, 60, 40, 20]  # 45/25/15/10/5 %
-    assert len(set(train)) == 400  # 139 training questions × 3 options ≥ 180: no pair repeats
+    assert len(set(train)) == 400  # no pair repeats
     assert all(c != r for c, r in zip(rows["chosen"], rows["rejected"], strict=True))
     # By default the prompt does not say who answers (the groups conflict on the same prompt).
     assert rows["prompt"][0].startswith("Opinion on: ")
@@ -77,12 +77,12 @@ def test_generated_question_split_covers_every_frame_and_keeps_every_subject_in_
     subject is held out in at most 3 of its 6 frames. By hand: 34 val questions over 6 frames are
     6,6,6,6,5,5; 67 test questions 12,11,11,11,11,11, given to the frames in reverse order so the
     big shares do not meet: held out 6+11, 6+11, 6+11, 6+11, 5+11, 5+12."""
-    split = GeneratedOpinions(seed=5).question_splits().reshape(6, 40)  # (frame, subject)
+    split = GeneratedOpinions(seed=5).question_splits().reshape(6, 60)  # (frame, subject)
     assert (split > 0).sum(axis=1).tolist() == [17, 17, 17, 17, 16, 17]
     assert (split == 1).sum(axis=1).tolist() == [6, 6, 6, 6, 5, 5]
     assert (split > 0).sum(axis=0).max() <= 3
-    big = GeneratedOpinions(val_questions=40, test_questions=80).question_splits().reshape(6, 40)
-    assert (big > 0).sum(axis=0).max() <= 3 and (big > 0).sum() == 120
+    big = GeneratedOpinions(num_pairs=800, val_questions=60, test_questions=120).question_splits().reshape(6, 60)
+    assert (big > 0).sum(axis=0).max() <= 3 and (big > 0).sum() == 180
 
 
 def test_generated_seen_questions_score_the_training_questions_with_the_same_training_pairs():
@@ -124,7 +124,8 @@ def test_generated_group_sizes_and_dissent_are_independent_settings():
         ({"shares": (0.5, 0.5), "departed_frames": (0, 1, 2)}, "one entry per group"),
         ({"shares": (0.7, 0.7), "departed_frames": (0, 1)}, "sum to 1"),
         ({"shares": (0.5, 0.5), "departed_frames": (0, 7)}, r"departed_frames must lie in \[0, 6\]"),
-        ({"val_questions": 60, "test_questions": 61}, "half the questions"),
+        ({"val_questions": 90, "test_questions": 91}, "half the questions"),
+        ({"num_pairs": 1600, "val_questions": 90, "test_questions": 90}, "exceed its 540 distinct pairs"),
         ({"val_questions": 0}, "or neither"),
         ({"eval_questions": "unseen"}, "held_out or seen"),
     ],

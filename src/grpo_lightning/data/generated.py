@@ -2,7 +2,7 @@
 
 Nothing is downloaded and nothing large is committed: the rows are a deterministic function of
 the settings. Groups of different sizes (``shares`` of the training pairs) answer the same
-multiple-choice questions (40 subjects × 6 question frames = 240 questions); each group prefers
+multiple-choice questions (60 subjects × 6 question frames = 360 questions); each group prefers
 one option per question. The mainstream answer depends on the subject; a group departs from it on
 ``departed_frames[g]`` of the 6 question frames (drawn per group), by a shift of the option letter
 drawn per group. Group size and dissent are independent settings, so the data can pose either of
@@ -85,6 +85,26 @@ _SUBJECTS = (
     "wildlife protection",
     "the arts",
     "national parks",
+    "mobile phone networks",
+    "the banking system",
+    "recycling",
+    "public hospitals",
+    "the tax system",
+    "electric cars",
+    "social media",
+    "the army",
+    "food prices",
+    "international aid",
+    "the railways",
+    "sports funding",
+    "organised religion",
+    "local shops",
+    "public broadcasting",
+    "the internet",
+    "heritage sites",
+    "the fishing industry",
+    "cycling lanes",
+    "the space agency",
 )
 _FRAMES = (
     "How much do you trust {s}?",
@@ -110,8 +130,9 @@ class GeneratedOpinions:
 
     Attributes:
         num_pairs: training pairs over all groups, shared by ``shares`` (in [50, 1600]). A group
-            sees each of its training questions once before any repeats, and a (question,
-            rejected) pair repeats only once all of the group's distinct training pairs are used.
+            sees each of its training questions once before any repeats, and never gets the same
+            (question, rejected) pair twice (a group may have at most 3 pairs per training
+            question: the data module would drop exact duplicates).
         shares: each group's share of the training pairs, one per group (groups are named from
             :data:`GROUPS` in order, 2 to 5 of them); positive, summing to 1.
         departed_frames: for each group, on how many of the 6 question frames it departs from
@@ -157,7 +178,8 @@ class GeneratedOpinions:
         # ≥ 50 so the smallest group has a few training pairs.
         if not 50 <= self.num_pairs <= 1600:
             raise ValueError(f"data.generated.num_pairs must lie in [50, 1600], got {self.num_pairs}")
-        if min(self.num_pairs * s for s in self.shares) < 1:
+        counts = self.train_counts()
+        if counts.min() < 1:
             raise ValueError(f"data.generated: the smallest share of {self.num_pairs} pairs is below one pair")
         n_held = self.val_questions + self.test_questions
         # At most half of each frame's subjects held out: every subject then keeps training frames.
@@ -168,6 +190,13 @@ class GeneratedOpinions:
             )
         if (self.val_questions == 0) != (self.test_questions == 0):
             raise ValueError("data.generated: give both val_questions and test_questions, or neither")
+        n_distinct = (len(_QUESTIONS) - n_held) * (_N_OPTS - 1)
+        if counts.max() > n_distinct:
+            raise ValueError(
+                f"data.generated: the largest group's {counts.max()} training pairs exceed "
+                f"its {n_distinct} distinct pairs on the {len(_QUESTIONS) - n_held} training questions (3 wrong "
+                "options each); lower num_pairs or the largest share, or hold out fewer questions"
+            )
         if self.eval_questions not in ("held_out", "seen"):
             raise ValueError(f"data.generated.eval_questions must be held_out or seen, got {self.eval_questions!r}")
 
@@ -175,8 +204,14 @@ class GeneratedOpinions:
     def groups(self) -> tuple[str, ...]:
         return GROUPS[: len(self.shares)]
 
+    def train_counts(self) -> np.ndarray:
+        """(K,) training pairs per group: ⌊share · num_pairs⌋, the remainder to the largest group."""
+        counts = np.floor(np.asarray(self.shares) * self.num_pairs).astype(int)
+        counts[int(np.argmax(self.shares))] += self.num_pairs - counts.sum()
+        return counts
+
     def preferred(self) -> np.ndarray:
-        """(K, Q) index of each group's preferred option per question (question q = frame × 40 + subject)."""
+        """(K, Q) index of each group's preferred option per question (question q = frame × 60 + subject)."""
         rng = np.random.default_rng(self.seed)
         base = rng.integers(0, _N_OPTS, size=len(_SUBJECTS))
         preferred = np.empty((len(self.shares), len(_QUESTIONS)), dtype=np.int64)
@@ -191,11 +226,11 @@ class GeneratedOpinions:
         """(Q,) split of each question: 0 train, 1 val, 2 test.
 
         A cyclic design: subjects in a seeded random order, and frame f holds out the subjects
-        at positions (f · 40/6 + j) mod 40 for j < m_f, the first of them for validation. The
-        m_f (and each frame's val share) differ by at most one between frames, so every frame,
-        and with it every group's dissent, is represented in val and test. Since the frames'
-        windows start 6–7 positions apart and m_f ≤ 20, no subject falls in more than 3 of the
-        6 windows: each subject is trained on in at least half of its frames.
+        at positions (⌊f · S/6⌋ + j) mod S for j < m_f (S = 60 subjects), the first of them for
+        validation. The m_f (and each frame's val share) differ by at most one between frames, so
+        every frame, and with it every group's dissent, is represented in val and test. Since the
+        frames' windows start S/6 = 10 positions apart and m_f ≤ S/2, no subject falls in more
+        than 3 of the 6 windows: each subject is trained on in at least half of its frames.
         """
         split = np.zeros(len(_QUESTIONS), dtype=np.int64)
         n_frames, n_subj = len(_FRAMES), len(_SUBJECTS)
@@ -229,19 +264,18 @@ class GeneratedOpinions:
             out["group"].append(name)
             out["split"].append(split)
 
-        counts = np.floor(np.asarray(self.shares) * self.num_pairs).astype(int)
-        counts[int(np.argmax(self.shares))] += self.num_pairs - counts.sum()
+        counts = self.train_counts()
         n_train_q = len(train_q)
         for g, n in enumerate(counts):
             # Each training question once before any repeats, so a small group still sees varied
             # questions; the k-th time a group sees a question it gets the k-th of a random order
-            # of the other options as rejected answer (cycling), so no pair repeats before all did.
+            # of the other options as rejected answer, so no pair repeats.
             rounds = -(-n // n_train_q)
             order = np.concatenate([train_rng.permutation(train_q) for _ in range(rounds)])[:n]
             shifts = np.stack([train_rng.permutation(np.arange(1, _N_OPTS)) for _ in _QUESTIONS])
             seen = np.zeros(len(_QUESTIONS), dtype=np.int64)
             for q in order:
-                add(g, int(q), int(shifts[q, seen[q] % (_N_OPTS - 1)]), "train")
+                add(g, int(q), int(shifts[q, seen[q]]), "train")
                 seen[q] += 1
         if self.val_questions + self.test_questions == 0:
             del out["split"]
