@@ -126,3 +126,34 @@ def test_the_three_smollm2_methods_resolve_the_same_folds_and_theta_settings(tmp
         rows = GlobalOpinionQADataModule(path=str(path), seed=0, **args).load_rows()
         splits.append(list(zip(rows["question_id"], rows["group"], rows["split"], strict=True)))
     assert splits[0] == splits[1] == splits[2]
+
+
+@pytest.mark.slow
+def test_held_out_scores_equal_grpo_predict_from_the_last_checkpoint(goqa_csv, tmp_path: Path) -> None:
+    """``--held_out.split test`` scores the held-out fold in the fit's process; ``grpo predict`` from last.ckpt on the
+    same fold gives the same pairs and values, and its per-item opinion-alignment file the same items."""
+    from conftest import TINY_MODEL_FLAGS
+
+    from grpo_lightning.cli import main
+
+    common = [
+        "--config", str(EXP / "goqa_tiny_ipo.yaml"), "--data.path", str(goqa_csv), *TINY_MODEL_FLAGS,
+        "--data.batch_size", "8", "--data.init_args.num_folds", "2", "--data.init_args.fold", "1",
+        "--trainer.logger.init_args.save_dir", str(tmp_path),
+    ]  # fmt: skip
+    fit = main(["fit", *common, "--trainer.max_steps", "1", "--held_out.split", "test",
+                "--checkpoint.dirpath", str(tmp_path / "ckpt")])  # fmt: skip
+    fit_dir = Path(fit.trainer.log_dir)
+    pred = main(["predict", *common, "--ckpt_path", str(tmp_path / "ckpt" / "last.ckpt")])
+    pred_dir = Path(pred.trainer.log_dir)
+
+    def read(path: Path, key: tuple[str, ...]) -> dict[tuple, float]:
+        value = "loss" if "loss" in path.read_text().splitlines()[0] else "opinion_alignment"
+        return {tuple(r[k] for k in key): float(r[value]) for r in csv.DictReader(path.open())}
+
+    held = read(fit_dir / "held_out_test.csv", ("source_row", "group"))
+    predicted = read(pred_dir / "predictions.csv", ("source_row", "group"))
+    assert held.keys() == predicted.keys() and len(held) > 0
+    assert all(held[k] == pytest.approx(predicted[k], rel=1e-4, abs=1e-3) for k in held)
+    items = read(fit_dir / "opinion_alignment_test.csv", ("source_row", "group"))
+    assert items.keys() == read(pred_dir / "opinion_alignment_test.csv", ("source_row", "group")).keys()

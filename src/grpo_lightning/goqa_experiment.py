@@ -331,7 +331,8 @@ def _statistics(x: torch.Tensor, countries: list[str], metric: str) -> dict[str,
 def _fmt(value: float, metric: str) -> str:
     if value != value:  # NaN
         return "–"
-    return f"{value:.0f}" if metric == "loss" else f"{value:.3f}"
+    text = f"{value:.0f}" if metric == "loss" else f"{value:.3f}"
+    return text.lstrip("-") if float(text) == 0 else text  # no "-0" for a value that rounds to zero
 
 
 def _cell(row: dict) -> str:
@@ -416,11 +417,9 @@ def figure(summary: list[dict], runs: list[dict], path: Path) -> None:
 def question_of_rows(args: argparse.Namespace) -> tuple[dict[int, str], int]:
     """Question text of each table row (1-based ``source_row``), and how many pairs the data makes for the configured
     countries (to state that every pair was scored)."""
-    from grpo_lightning.data.goqa import PAPER_COUNTRIES, build_goqa_pairs, load_goqa_table
+    from grpo_lightning.data.goqa import DEFAULT_HUB_ID, PAPER_COUNTRIES, build_goqa_pairs, load_goqa_table
 
-    table = load_goqa_table(
-        str(args.data) if args.data else None, hub_id=args.hub_id or "Anthropic/llm_global_opinions"
-    )
+    table = load_goqa_table(str(args.data) if args.data else None, hub_id=args.hub_id or DEFAULT_HUB_ID)
     texts = {i + 1: str(q).strip() for i, q in enumerate(table["question"])}
     pairs, _ = build_goqa_pairs(table, groups=PAPER_COUNTRIES, seed=args.first_seed)
     return texts, len(pairs)
