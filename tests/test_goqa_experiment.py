@@ -1,83 +1,130 @@
-"""The one-command GOQA experiment (goqa_experiment.py) end to end on the tiny GOQA configs: SFT → start-model test →
-IPO and GR-IPO fit + test → table, csv and figure. The real-model defaults are the same code with other configs."""
+"""The cross-fitted GOQA experiment (goqa_experiment.py): the paired bootstrap over questions on hand-checkable
+numbers, the table from earlier runs' scores, the data argument, and (slow) the whole command on the tiny model."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import PAPER_COUNTRIES, TINY_MODEL_FLAGS
 
 from grpo_lightning import goqa_experiment
+from grpo_lightning.stats import bootstrap_counts, percentile_interval, ratio_of_sums
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "configs" / "experiment"
 
 
+def test_bootstrap_counts_draw_n_of_n_and_are_seeded() -> None:
+    counts = bootstrap_counts(5, 100, seed=3)
+    assert counts.shape == (100, 5) and (counts.sum(1) == 5).all() and (counts >= 0).all()
+    assert torch.equal(counts, bootstrap_counts(5, 100, seed=3))
+    assert not torch.equal(counts, bootstrap_counts(5, 100, seed=4))
+
+
+def test_pairing_resamples_the_same_questions_for_every_method() -> None:
+    """Two questions of one country, one pair each: method A's losses 1 and 3, B's 2 and 4. The three resamples
+    {q1, q1}, {q2, q2}, {q1, q2} give A 1, 3, 2 and B 2, 4, 3: each method's value varies, but B − A is 1 in every
+    resample, because both are computed on the same questions. Unpaired resamples (A on {q1, q1}, B on {q2, q2})
+    would give B − A = 3."""
+    counts = torch.tensor([[2, 0], [0, 2], [1, 1]])
+    n = torch.ones(2, 1)
+    a = ratio_of_sums(counts, torch.tensor([[1.0], [3.0]]), n)
+    b = ratio_of_sums(counts, torch.tensor([[2.0], [4.0]]), n)
+    assert a[:, 0].tolist() == [1.0, 3.0, 2.0] and b[:, 0].tolist() == [2.0, 4.0, 3.0]
+    lo, hi = percentile_interval(b - a)
+    assert lo.item() == hi.item() == 1.0
+    lo, hi = percentile_interval(a)
+    assert lo.item() == pytest.approx(1.05) and hi.item() == pytest.approx(2.95)  # linear interpolation over 1, 2, 3
+
+
+def test_ratio_of_sums_pools_pairs_and_marks_a_missing_group() -> None:
+    """A question with two pairs (sum 10) counts as two observations: the mean over {q1: 2, 8; q2: 5} is 15/3 = 5;
+    a resample without any question of country 2 has no value there (NaN)."""
+    sums = torch.tensor([[10.0, 0.0], [5.0, 7.0]])
+    n = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    out = ratio_of_sums(torch.tensor([[1, 1], [2, 0]]), sums, n)
+    assert out[0].tolist() == [5.0, 7.0]
+    assert out[1, 0].item() == 5.0 and out[1, 1].isnan()
+
+
+def scores(tmp_path: Path) -> Path:
+    """An earlier run's --out directory: 2 questions × Japan, 3 methods; GR-IPO's loss is IPO's − 100 on both
+    questions, IS-IPO's equals IPO's; margins 1, 0 (a tie) and −1."""
+    out = tmp_path / "run"
+    out.mkdir()
+    pairs, items = [], []
+    for model, shift, margins in (("IPO", 0, (1, 0)), ("IS-IPO", 0, (1, -1)), ("GR-IPO", -100, (1, 1))):
+        for question, loss, margin in zip(("q1", "q2"), (1000, 2000), margins, strict=True):
+            tags = {"seed": 0, "fold": 0, "model": model, "question": question, "group": "Japan"}
+            pairs.append({**tags, "source_row": 1, "loss": loss + shift, "margin": margin})
+            items.append({**tags, "source_row": 1, "opinion_alignment": 0.5})
+    for name, rows in (("scores.csv", pairs), ("alignment.csv", items)):
+        with (out / name).open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+    return out
+
+
+def test_the_table_from_earlier_scores(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    goqa_experiment.main(
+        ["--from-results", str(scores(tmp_path)), "--out", str(tmp_path / "out"), "--bootstrap", "200"]
+    )
+    printed = capsys.readouterr().out
+    assert "Out-of-fold scores: 2 pairs per method" in printed and "200 resamples" in printed
+    # Loss: IPO and IS-IPO 1500, GR-IPO 1400; the paired difference is −100 in every resample.
+    assert (
+        "| Japan | 2 | 1500 [1000, 2000] | 1500 [1000, 2000] | 1400 [900, 1900] | -100 [-100, -100] | -100 [-100, -100] |"
+        in printed
+    )
+    # Reward accuracy, ties ½: IPO (1 + ½)/2 = 0.75, IS-IPO (1 + 0)/2 = 0.5, GR-IPO 1.
+    assert "| Japan | 2 | 0.750 [0.500, 1.000] | 0.500 [0.000, 1.000] | 1.000 [1.000, 1.000] |" in printed
+    assert "| worst country (highest) | 2 |" in printed and "**opinion alignment**" in printed
+    rows = list(csv.DictReader((tmp_path / "out" / "results.csv").open()))
+    row = next(r for r in rows if r["metric"] == "loss" and r["country"] == "worst" and r["model"] == "GR-IPO − IPO")
+    assert float(row["value"]) == float(row["lo"]) == float(row["hi"]) == -100
+    assert (tmp_path / "out" / "figure.png").stat().st_size > 0
+
+
+def test_the_data_must_be_named(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        goqa_experiment.main(["--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--data PATH" in err and "--hub-id Anthropic/llm_global_opinions" in err
+
+
+def test_combining_a_missing_results_dir_is_one_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        goqa_experiment.main(["--from-results", str(tmp_path / "nope")])
+    assert exit_info.value.code == 2
+    assert "--from-results: no scores.csv in" in capsys.readouterr().err
+
+
 @pytest.mark.slow
-def test_one_command_experiment_writes_the_table(goqa_csv, tmp_path, capsys):
+def test_one_command_scores_every_pair_out_of_fold(goqa_csv, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    isipo = tmp_path / "goqa_tiny_isipo.yaml"
+    isipo.write_text(f"__base__: [{EXP / 'goqa_tiny_ipo.yaml'}, {ROOT / 'configs/weighting/importance.yaml'}]\n")
     goqa_experiment.main(
         [
             "--data", str(goqa_csv), "--out", str(tmp_path / "out"), "--logs", str(tmp_path / "logs"),
-            "--max-steps", "2", "--sft", "--sft-epochs", "1", "--threads", "1",
-            "--sft-config", str(EXP / "goqa_tiny_sft.yaml"),
-            "--ipo-config", str(EXP / "goqa_tiny_ipo.yaml"),
+            "--folds", "2", "--max-steps", "1", "--no-cpu-speed", "--bootstrap", "50",
+            "--ipo-config", str(EXP / "goqa_tiny_ipo.yaml"), "--isipo-config", str(isipo),
             "--gripo-config", str(EXP / "goqa_tiny_gripo.yaml"),
             "--", *TINY_MODEL_FLAGS, "--data.batch_size", "8",
         ]
     )  # fmt: skip
     printed = capsys.readouterr().out
-    assert "| SFT |" in printed and "| IPO |" in printed and "| GR-IPO |" in printed
+    # 40 questions × 5 countries, one pair each: every pair scored once per method, over the two folds.
+    assert "Out-of-fold scores: 200 pairs of the data's 200 per method" in printed
     for country in PAPER_COUNTRIES:
         assert f"| {country} |" in printed
-    out = tmp_path / "out"
-    assert (out / "figure3.png").stat().st_size > 0 and (out / "results.csv").is_file()
-    rows = (out / "results.csv").read_text().splitlines()
-    assert len(rows) == 4  # header + SFT, IPO, GR-IPO
-    header = rows[0].split(",")
-    assert "min_group_opinion_alignment" in header and "opinion_alignment/Japan" in header
-    assert "grpo fit --config" in (out / "commands.sh").read_text()
-
-
-def _row(seed: int, model: str, worst: float, align: float) -> dict:
-    return {
-        "seed": seed, "model": model, "test_dir": "", "fit_dir": "",
-        "worst_group_loss": worst, "min_group_reward_acc": 0.5, "min_group_opinion_alignment": align,
-        "min_group_logp_acc": 0.25, "loss/Japan": worst, "reward_acc/Japan": 0.5, "opinion_alignment/Japan": align,
-        "logp_acc/Japan": 0.25,
-    }  # fmt: skip
-
-
-def test_combined_results_give_mean_se_over_seeds_and_the_paired_difference(tmp_path, capsys):
-    """Hand numbers: IPO worst-group loss 20, 24 → 22.0 ± 2.0 (std of {20, 24} = 2√2, over √2); GR-IPO 16, 22 →
-    19.0 ± 3.0; paired GR-IPO − IPO = −4, −2 → −3.0 ± 1.0, lower in 2 of 2. Alignment: 0.40, 0.50 vs 0.45, 0.45 →
-    paired +0.05, −0.05 → 0.000 ± 0.050, lower in 1 of 2."""
-    import csv
-
-    files = []
-    for seed, (ipo, gr, a_ipo, a_gr) in enumerate([(20.0, 16.0, 0.40, 0.45), (24.0, 22.0, 0.50, 0.45)]):
-        path = tmp_path / f"seed{seed}.csv"
-        rows = [_row(seed, "IPO", ipo, a_ipo), _row(seed, "GR-IPO", gr, a_gr)]
-        with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        files.append(str(path))
-    goqa_experiment.main(["--from-results", *files, "--out", str(tmp_path / "out")])
-    printed = capsys.readouterr().out
-    assert "mean ± s.e. over 2 seed(s) [0, 1]" in printed
-    assert "| IPO | 22.0 ± 2.0 | 0.500 ± 0.000 | 0.450 ± 0.050 | 0.250 ± 0.000 |" in printed
-    assert "| GR-IPO | 19.0 ± 3.0 | 0.500 ± 0.000 | 0.450 ± 0.000 | 0.250 ± 0.000 |" in printed
-    assert (
-        "| GR-IPO − IPO (paired) | -3.0 ± 1.0 (2/2 lower) | 0.000 ± 0.000 (0/2 lower) | 0.000 ± 0.050 (1/2 lower)"
-        in printed
-    )
-    assert "| Japan | 22.0 / 0.500 / 0.450 | 19.0 / 0.500 / 0.450 |" in printed
-    assert (tmp_path / "out" / "figure3.png").stat().st_size > 0
-
-
-def test_combining_a_missing_results_file_is_one_clear_error(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        goqa_experiment.main(["--from-results", str(tmp_path / "nope.csv")])
-    assert exit_info.value.code == 2
-    assert "--from-results: no such file" in capsys.readouterr().err
+    rows = list(csv.DictReader((tmp_path / "out" / "scores.csv").open()))
+    for model in ("IPO", "IS-IPO", "GR-IPO"):
+        keys = [(r["source_row"], r["group"]) for r in rows if r["model"] == model]
+        assert len(keys) == len(set(keys)) == 200
+    assert (tmp_path / "out" / "figure.png").stat().st_size > 0
+    assert "--data.init_args.fold 1" in (tmp_path / "out" / "commands.sh").read_text()

@@ -191,9 +191,10 @@ class PredictionCSVWriter(BasePredictionWriter):
         log.info("wrote %d predictions to %s", len(rows), path)
 
 
-def _add_sources(rows: list[dict], dm) -> None:
-    """Source file, row and prompt of each predicted pair, looked up by its ``index`` in the predicted split."""
-    split = getattr(dm, "predict_split", None)
+def _add_sources(rows: list[dict], dm, split: str | None = None) -> None:
+    """Source file, row and prompt of each predicted pair, looked up by its ``index`` in ``split`` (default: the
+    predicted split)."""
+    split = split or getattr(dm, "predict_split", None)
     if split is None or not hasattr(dm, "dataset"):
         return
     ds = dm.dataset(split)

@@ -42,6 +42,7 @@ from grpo_lightning.errors import (
     unreadable_checkpoint,
     user_message,
 )
+from grpo_lightning.held_out import HeldOutScores
 from grpo_lightning.host_memory import HostMemory, describe, set_host_memory
 from grpo_lightning.losses import loss_from_dict
 from grpo_lightning.module import GroupRobustPreferenceModule
@@ -115,6 +116,7 @@ class GroupRobustCLI(LightningCLI):
         parser.add_lightning_class_args(ProgressBar, "progress_bar")
         parser.add_lightning_class_args(GroupSummary, "summary")
         parser.add_lightning_class_args(OpinionAlignment, "opinion_alignment")  # GOQA data only
+        parser.add_lightning_class_args(HeldOutScores, "held_out")  # off unless held_out.split is set
         parser.add_argument(
             "--host_memory",
             type=HostMemory,

@@ -5,6 +5,10 @@ option letters; :func:`grpo_lightning.core.alignment.opinion_alignment` turns th
 into 1 − Jensen–Shannon distance (base 2), and :class:`grpo_lightning.metrics.GroupOpinionAlignment` averages per
 country. Logged as ``<stage>/opinion_alignment/<country>`` and ``<stage>/min_group_opinion_alignment``.
 
+``grpo predict`` on GOQA data also writes each item's value, ``<log dir>/opinion_alignment_<split>.csv`` (columns
+``source_row``, ``group``, ``opinion_alignment``), for statistics over questions (the cross-fitted GOQA experiment
+bootstraps them).
+
 Not in Ramesh et al. (2024), nor in TRL or torchtune: it is the metric of the Global Opinion QA paper (Durmus et al.
 2023). It needs a data module with ``opinion_items(split)`` (``GlobalOpinionQADataModule``); with any other data it
 does nothing. Items are evaluated once per (question, country), not once per pair.
@@ -12,7 +16,9 @@ does nothing. Items are evaluated once per (question, country), not once per pai
 
 from __future__ import annotations
 
+import csv
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -74,20 +80,29 @@ def letter_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tor
 class OpinionAlignment(Callback):
     """Logs per-country opinion alignment after each validation (in ``fit`` and ``validate``) and each test.
 
+    With ``grpo predict`` it writes every item's alignment on the predicted split to
+    ``<log dir>/opinion_alignment_<split>.csv`` (``predict_items``).
+
     Args:
         batch_size: prompts per forward pass.
         stages: which of ``val`` and ``test`` to measure.
+        predict_items: after ``predict``, write the per-item file described above.
         validate_on_last_step: also validate after the step that reaches ``trainer.max_steps`` (Lightning
             otherwise skips validation when ``max_steps`` ends a run between two ``val_check_interval`` points, so a
             short run would log no ``val/`` value at all). Applies to every validation metric, not only this one.
     """
 
     def __init__(
-        self, batch_size: int = 16, stages: tuple[str, ...] = ("val", "test"), validate_on_last_step: bool = True
+        self,
+        batch_size: int = 16,
+        stages: tuple[str, ...] = ("val", "test"),
+        validate_on_last_step: bool = True,
+        predict_items: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"opinion alignment batch_size must be >= 1, got {batch_size}")
         self.batch_size = batch_size
+        self.predict_items = predict_items
         self.stages = tuple(stages)
         self.validate_on_last_step = validate_on_last_step
         self._warned = False
@@ -106,25 +121,23 @@ class OpinionAlignment(Callback):
     def on_test_epoch_end(self, trainer, pl_module) -> None:
         self._measure(trainer, pl_module, "test")
 
+    def on_predict_epoch_end(self, trainer, pl_module) -> None:
+        dm = trainer.datamodule
+        if not (self.predict_items and hasattr(dm, "opinion_items") and hasattr(dm, "predict_split")):
+            return
+        if trainer.is_global_zero and hasattr(getattr(pl_module, "policy", None), "model"):
+            path = Path(trainer.log_dir or trainer.default_root_dir) / f"opinion_alignment_{dm.predict_split}.csv"
+            write_item_alignments(trainer, pl_module, dm.predict_split, path, self.batch_size)
+
     def compute(self, trainer, pl_module, stage: str) -> dict[str, torch.Tensor]:
         """The stage's per-country alignment of the current policy (items sharded over ranks, reduced)."""
-        dm = trainer.datamodule
-        items = dm.opinion_items(stage)
+        items = trainer.datamodule.opinion_items(stage)
         shard = items[trainer.global_rank :: trainer.world_size]
         metric = GroupOpinionAlignment(pl_module.group_names, stage).to(pl_module.device)
-        model = pl_module.policy.model
-        pad = dm.tokenizer.pad_token_id
-        was_training = model.training
-        model.eval()
-        try:
-            with trainer.precision_plugin.forward_context():
-                for start in range(0, len(shard), self.batch_size):
-                    batch = collate_opinion_items(shard[start : start + self.batch_size], pad)
-                    batch = {k: v.to(pl_module.device) for k, v in batch.items()}
-                    values = opinion_alignment(letter_logits(model, batch), batch["shares"], batch["mask"])
-                    metric.update(values, batch["group"])
-        finally:
-            model.train(was_training)
+        if shard:
+            groups = torch.tensor([it["group_id"] for it in shard], dtype=torch.long, device=pl_module.device)
+            values = item_alignments(trainer, pl_module, shard, self.batch_size)
+            metric.update(values.to(pl_module.device), groups)
         return metric.compute()
 
     def _measure(self, trainer, pl_module, stage: str) -> None:
@@ -139,3 +152,37 @@ class OpinionAlignment(Callback):
             return
         values = self.compute(trainer, pl_module, stage)
         pl_module.log_dict(values, sync_dist=False)
+
+
+def item_alignments(trainer, pl_module, items: list[dict[str, Any]], batch_size: int = 16) -> torch.Tensor:
+    """1 − JSD of the current policy on each opinion item, ``(len(items),)`` float64 on the CPU (this process)."""
+    model = pl_module.policy.model
+    pad = trainer.datamodule.tokenizer.pad_token_id
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with trainer.precision_plugin.forward_context():
+            for start in range(0, len(items), batch_size):
+                batch = collate_opinion_items(items[start : start + batch_size], pad)
+                batch = {k: v.to(pl_module.device) for k, v in batch.items()}
+                out.append(opinion_alignment(letter_logits(model, batch), batch["shares"], batch["mask"]).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+
+def write_item_alignments(trainer, pl_module, split: str, path: Path, batch_size: int = 16) -> Path:
+    """Each (question, country) item of ``split`` with its alignment: a CSV with ``source_row``, ``group``,
+    ``opinion_alignment`` (the per-item file of ``grpo predict`` and of the held-out scores)."""
+    items = trainer.datamodule.opinion_items(split)
+    values = item_alignments(trainer, pl_module, items, batch_size).tolist()
+    names = pl_module.group_names
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["source_row", "group", "opinion_alignment"])
+        for item, value in zip(items, values, strict=True):
+            writer.writerow([item["source_row"], names[item["group_id"]], value])
+    log.info("wrote the opinion alignment of %d (question, country) items to %s", len(items), path)
+    return path

@@ -1,4 +1,5 @@
-"""Summary statistics over seeds, shared by the bandit report and ``grpo-compare``."""
+"""Summary statistics: mean ± s.e. over seeds (the bandit report, ``grpo-compare``) and the paired bootstrap over
+questions of the cross-fitted GOQA experiment."""
 
 from __future__ import annotations
 
@@ -12,3 +13,35 @@ def mean_se(values: torch.Tensor, dim: int = -1) -> tuple[torch.Tensor, torch.Te
     n = values.shape[dim]
     se = values.std(dim=dim) / math.sqrt(n) if n > 1 else torch.zeros_like(values.mean(dim=dim))
     return values.mean(dim=dim), se
+
+
+def bootstrap_counts(n_units: int, n_boot: int, seed: int = 0) -> torch.Tensor:
+    """How often each of ``n_units`` units (GOQA: questions) is drawn in each of ``n_boot`` bootstrap resamples,
+    ``(n_boot, n_units)`` int64, each row summing to ``n_units`` (Efron & Tibshirani 1993, §6: draw n of n with
+    replacement). Seeded; apply the same rows to every method to pair them."""
+    if n_units < 1 or n_boot < 1:
+        raise ValueError(f"bootstrap needs >= 1 unit and >= 1 resample, got {n_units} units, {n_boot} resamples")
+    g = torch.Generator().manual_seed(seed)
+    draws = torch.randint(n_units, (n_boot, n_units), generator=g)
+    return torch.zeros(n_boot, n_units, dtype=torch.int64).scatter_add_(1, draws, torch.ones_like(draws))
+
+
+def ratio_of_sums(counts: torch.Tensor, sums: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """Per-group means of resampled units: (counts @ sums) / (counts @ n), ``(B, U)``, ``(U, G)``, ``(U, G)`` →
+    ``(B, G)``; NaN where a resample holds no observation of a group.
+
+    A unit's ``sums[u, g]`` is the sum of its values in group g (e.g. a question's pair losses in a country) and
+    ``n[u, g]`` their number, so a unit drawn c times counts c times: the statistic is the pooled mean over the
+    resample's observations, and with ``counts`` all ones it is the plain mean over all observations.
+    """
+    c = counts.to(torch.float64)
+    num, den = c @ sums.to(torch.float64), c @ n.to(torch.float64)
+    return torch.where(den > 0, num / den.clamp(min=1), torch.full_like(num, float("nan")))
+
+
+def percentile_interval(samples: torch.Tensor, level: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+    """The percentile interval of bootstrap replicates along dim 0, NaN replicates left out: the (1 − level)/2
+    and (1 + level)/2 quantiles (Efron & Tibshirani 1993, §13.3)."""
+    q = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    lo, hi = torch.nanquantile(samples.to(torch.float64), q, dim=0)
+    return lo, hi
