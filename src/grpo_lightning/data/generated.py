@@ -152,7 +152,7 @@ class GeneratedOpinions:
 
     num_pairs: int = 1200
     shares: tuple[float, ...] = (0.45, 0.25, 0.15, 0.10, 0.05)
-    departed_frames: tuple[int, ...] = (0, 6, 1, 3, 6)
+    departed_frames: tuple[int, ...] = (0, 1, 6, 0, 0)
     val_questions: int = 34
     test_questions: int = 67
     eval_questions: Literal["held_out", "seen"] = "held_out"
