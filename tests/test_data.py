@@ -315,7 +315,7 @@ def test_a_split_column_with_another_value_is_refused_naming_the_row():
 
 def test_default_experiments_share_data_seed_and_steps_and_evaluate_every_group_alike():
     """IPO, IS-IPO and GR-IPO on the default task differ only in the weighting and the log name,
-    and evaluate each group on ≥ 100 val and ≥ 200 test pairs drawn apart from the training pool."""
+    and evaluate each group on ≥ 100 val and ≥ 200 test pairs on questions no group trains on."""
     from grpo_lightning.cli import main
 
     root = Path(__file__).resolve().parents[1] / "configs"
