@@ -398,9 +398,7 @@ def test_group_smaller_than_a_step_warns(tmp_path, caplog):
 def test_a_small_group_seen_in_most_steps_does_not_warn(tiny_dm_factory, caplog):
     """The default task: Eastvale's 60 of 1,200 pairs, 3.2 per step of 64 on average, is in ~96 % of steps."""
     with caplog.at_level(logging.WARNING):
-        dm = tiny_dm_factory(
-            generated={"num_pairs": 1200, "val_questions": 1, "test_questions": 1}, batch_size=64
-        )
+        dm = tiny_dm_factory(generated={"num_pairs": 1200, "val_questions": 1, "test_questions": 1}, batch_size=64)
     assert dm.train_group_counts[-1] == 60
     assert not any("per optimizer step" in m for m in caplog.messages)
 
