@@ -75,3 +75,16 @@ def test_reference_cache_is_computed_sharded_and_equals_the_single_process_cache
         for split, table in single["tables"].items():
             assert not table.isnan().any()
             assert torch.equal(rank["tables"][split], table), split
+
+
+@pytest.mark.distributed
+def test_a_nonfinite_loss_on_one_rank_is_skipped_on_every_rank(tmp_path):
+    """``on_nonfinite: skip`` with a NaN loss on rank 1 alone: the decision is all-reduced before any backward, so
+    both ranks skip the same step (a rank that skipped alone would leave the other waiting in the gradient
+    all-reduce) and end with the same parameters."""
+    _run("nonfinite_ddp", tmp_path)
+    r0, r1 = (torch.load(tmp_path / f"nonfinite_rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["global_step"] == r1["global_step"] == 3  # a skipped batch is no optimizer step
+    assert r0["skipped"] == r1["skipped"] == 1
+    assert torch.equal(r0["params"], r1["params"])
+    assert torch.isfinite(r0["params"]).all()

@@ -17,7 +17,8 @@ from jsonargparse import DefaultHelpFormatter, Namespace, set_parsing_settings
 from lightning import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from grpo_lightning.callbacks import (
     GroupSummary,
@@ -26,6 +27,7 @@ from grpo_lightning.callbacks import (
     PredictionCSVWriter,
     ProgressBar,
     SaveTokenizer,
+    run_log_dir,
 )
 from grpo_lightning.checkpointing import RunCheckpoint
 from grpo_lightning.config import weighting_from_dict
@@ -71,6 +73,45 @@ files it builds on, read first (README.md, docs/configs.md)."""
 
 class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """jsonargparse's help, with the epilog's lines kept as written."""
+
+
+class RunConfig(SaveConfigCallback):
+    """Lightning's ``SaveConfigCallback`` (the run's merged ``config.yaml`` in its log dir) without its
+    traceback for a folder that holds one already.
+
+    * Without a logger (``--trainer.logger false``) every run writes into ``trainer.default_root_dir``:
+      a second run there writes ``config-v1.yaml`` (then ``-v2``, ...), as ``ModelCheckpoint`` names a
+      second ``last.ckpt``, instead of stopping with advice the command line cannot follow.
+    * With a logger, a log version that holds a ``config.yaml`` (a fixed ``version``) is refused with one
+      line naming it.
+
+    The folder is read on every rank (``run_log_dir``; Lightning's ``trainer.log_dir`` is a collective) and
+    rank 0's finding is broadcast, so all ranks make the same decision."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.already_saved or not self.save_to_log_dir:
+            return super().setup(trainer, pl_module, stage)
+        log_dir = Path(run_log_dir(trainer) or trainer.default_root_dir)
+        stem, suffix = os.path.splitext(self.config_filename)
+        name = self.config_filename
+        if trainer.is_global_zero and not self.overwrite and (log_dir / name).is_file():
+            if trainer.loggers:
+                name = None
+            else:
+                n = 1
+                while (log_dir / f"{stem}-v{n}{suffix}").is_file():
+                    n += 1
+                name = f"{stem}-v{n}{suffix}"
+        name = trainer.strategy.broadcast(name)
+        if name is None:
+            raise ValueError(
+                f"{log_dir / self.config_filename} exists: log version {log_dir.name} holds another run; "
+                "give this run a version of its own (leave --trainer.logger.init_args.version unset)"
+            )
+        if name != self.config_filename:
+            rank_zero_info(f"{log_dir} holds the config of an earlier run without a logger: this run's is {name}")
+        self.config_filename = name
+        super().setup(trainer, pl_module, stage)
 
 
 class GroupRobustCLI(LightningCLI):
@@ -137,7 +178,9 @@ class GroupRobustCLI(LightningCLI):
         log.info(describe(set_host_memory(cfg.host_memory, gradient_checkpointing=checkpointing)))
         asked = ckpt_path = cfg.get("ckpt_path")
         if asked == "last":
-            ckpt_path = cfg.ckpt_path = _last_checkpoint(cfg.checkpoint.get("dirpath"), trainer.get("logger"))
+            ckpt_path = cfg.ckpt_path = _last_checkpoint(
+                cfg.checkpoint.get("dirpath"), trainer.get("logger"), trainer.get("default_root_dir")
+            )
         ckpt = read_checkpoint(ckpt_path) if ckpt_path and Path(ckpt_path).is_file() else None
         if ckpt is not None and self.subcommand in (None, "fit"):
             differences = _method_differences(ckpt, cfg)
@@ -197,13 +240,22 @@ class GroupRobustCLI(LightningCLI):
         return super()._instantiate_trainer(config, callbacks)
 
 
-def _last_checkpoint(dirpath: str | None, logger) -> str:
+def _last_checkpoint(dirpath: str | None, logger, default_root_dir: str | None = None) -> str:
     """``--ckpt_path last``: the newest ``last*.ckpt`` in ``checkpoint.dirpath`` (left as
-    ``last`` for Lightning, which warns and starts afresh, when there is none) or, with the default
+    ``last`` for Lightning, which warns and starts afresh, when there is none), without a logger in
+    ``<default_root_dir>/checkpoints`` (where Lightning writes them then), or, with the default
     per-version checkpoint folders, in the newest run under the logger's name."""
     if dirpath:
         found = sorted(Path(dirpath).glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
         return str(found[-1]) if found else "last"
+    if logger in (False, None):
+        # Without a logger Lightning's ModelCheckpoint writes <default_root_dir>/checkpoints/last[-vN].ckpt.
+        folder = Path(default_root_dir or os.getcwd()) / "checkpoints"
+        found = sorted(folder.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise FileNotFoundError(f"--ckpt_path last: no last*.ckpt in {folder} (--trainer.logger false)")
+        log.info("--ckpt_path last -> %s", found[-1])
+        return str(found[-1])
     return _latest_last_checkpoint(logger)
 
 
@@ -364,6 +416,7 @@ def main(args: list[str] | None = None, run: bool = True, instantiate: bool = Tr
                 "init_args": {"save_dir": "logs", "name": "default"},
             },
         },
+        save_config_callback=RunConfig,
         args=args,
         run=run and instantiate,
         auto_configure_optimizers=False,
