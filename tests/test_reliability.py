@@ -398,9 +398,7 @@ def test_group_smaller_than_a_step_warns(tmp_path, caplog):
 def test_a_small_group_seen_in_most_steps_does_not_warn(tiny_dm_factory, caplog):
     """The default task: Eastvale's 60 of 1,200 pairs, 3.2 per step of 64 on average, is in ~96 % of steps."""
     with caplog.at_level(logging.WARNING):
-        dm = tiny_dm_factory(
-            generated={"num_pairs": 1200, "val_questions": 1, "test_questions": 1}, batch_size=64
-        )
+        dm = tiny_dm_factory(generated={"num_pairs": 1200, "val_questions": 1, "test_questions": 1}, batch_size=64)
     assert dm.train_group_counts[-1] == 60
     assert not any("per optimizer step" in m for m in caplog.messages)
 
@@ -712,6 +710,44 @@ def test_grpo_data_error_names_file_row_and_field(monkeypatch, capsys, tmp_path)
     assert line == f"grpo: error: {path}, row 5, field 'rejected': expected text, got int 7. " + (
         "Every prompt/chosen/rejected value must be a string."
     )
+
+
+class _Payload:
+    """Unpickling it creates a file: the sign that loading a checkpoint ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_remote_checkpoint_is_refused_and_a_pickled_payload_never_runs(monkeypatch, capsys, tmp_path):
+    """Lightning loads an http(s) ``ckpt_path`` with ``weights_only=False``: it is refused before any load. A local
+    file with a pickled object is refused by ``weights_only=True`` (by the CLI's first read and by the trainer's
+    checkpoint IO), and the payload does not run."""
+    line = _grpo_error(monkeypatch, capsys, tmp_path, "--ckpt_path", "http://127.0.0.1:9/evil.ckpt")
+    assert line == (
+        "grpo: error: --ckpt_path http://127.0.0.1:9/evil.ckpt: a remote checkpoint is not loaded; download it "
+        "and pass the local file (read with weights_only=True and checked against this run)"
+    )
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"x": _Payload(marker)}}, evil)
+    line = _grpo_error(monkeypatch, capsys, tmp_path, "--ckpt_path", str(evil))
+    assert f"checkpoint {evil} holds objects other than tensors and plain data; refused" in line
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from grpo_lightning.errors import CheckpointError, NamedCheckpointIO
+
+    io = NamedCheckpointIO(TorchCheckpointIO())
+    with pytest.raises(CheckpointError, match="holds objects other than tensors"):
+        io.load_checkpoint(evil)
+    with pytest.raises(CheckpointError, match="weights_only=False is refused"):
+        io.load_checkpoint(evil, weights_only=False)
+    with pytest.raises(CheckpointError, match="remote checkpoint is not loaded"):
+        io.load_checkpoint("https://example.org/a.ckpt")
+    assert not marker.exists()
 
 
 def test_unreadable_checkpoint_names_the_file(monkeypatch, capsys, tmp_path):

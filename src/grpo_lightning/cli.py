@@ -40,6 +40,7 @@ from grpo_lightning.errors import (
     TRACEBACK_ENV,
     USER_ERRORS,
     NamedCheckpointIO,
+    refuse_remote,
     show_traceback,
     unreadable_checkpoint,
     user_message,
@@ -214,6 +215,7 @@ class GroupRobustCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads the checkpoint's hyperparameters before anything else is built, with
         # torch's own error for a truncated file, which does not name it.
+        refuse_remote(self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None)
         try:
             super()._parse_ckpt_path()
         except CHECKPOINT_READ_ERRORS as err:

@@ -42,6 +42,12 @@ CHECKPOINT_READ_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfil
 
 
 def unreadable_checkpoint(path: Any, err: BaseException) -> CheckpointError:
+    if isinstance(err, pickle.UnpicklingError) and "weights only load failed" in str(err).lower():
+        # torch's advice (load with weights_only=False) is what must not be done with a file of unknown origin.
+        return CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain data; refused: checkpoints are "
+            "loaded with weights_only=True only (unpickling them could run code)"
+        )
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return CheckpointError(
         f"checkpoint {path} cannot be read ({type(err).__name__}: {first}); it may be truncated "
@@ -89,8 +95,24 @@ def _non_finite(text: str) -> bool:
         return False
 
 
+def is_remote(path: Any) -> bool:
+    """Whether a checkpoint path is a URL (``http://``, ``https://``, ``s3://``, ...) rather than a local file."""
+    return isinstance(path, str | os.PathLike) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", str(path)) is not None
+
+
+def refuse_remote(path: Any) -> None:
+    """A remote checkpoint is not loaded: Lightning unpickles an http(s) one with ``weights_only=False`` (any code
+    in it runs), and the run-identity checks (method, groups, tokenizer) read local files only."""
+    if is_remote(path) and not str(path).startswith("file://"):
+        raise CheckpointError(
+            f"--ckpt_path {path}: a remote checkpoint is not loaded; download it and pass the local file "
+            "(read with weights_only=True and checked against this run)"
+        )
+
+
 class NamedCheckpointIO(CheckpointIO):
-    """The strategy's checkpoint IO, with a load that names the file it could not read.
+    """The strategy's checkpoint IO, with a load that names the file it could not read, and reads it with
+    ``weights_only=True`` always (tensors and plain data only: nothing in the file can run code).
 
     torch reports a truncated checkpoint (a full disk, a copy cut short) as ``PytorchStreamReader
     failed reading zip archive: failed finding central directory``, without the path; this wrapper
@@ -110,8 +132,16 @@ class NamedCheckpointIO(CheckpointIO):
     def teardown(self) -> None:
         self.base.teardown()
 
-    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        refuse_remote(path)
+        if weights_only is False:
+            raise CheckpointError(
+                f"checkpoint {path}: weights_only=False is refused (it unpickles arbitrary objects); "
+                "our checkpoints load with weights_only=True"
+            )
         try:
-            return self.base.load_checkpoint(path, *args, **kwargs)
+            return self.base.load_checkpoint(path, map_location=map_location, weights_only=True)
         except CHECKPOINT_READ_ERRORS as err:
             raise unreadable_checkpoint(path, err) from err
