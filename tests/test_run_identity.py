@@ -195,18 +195,23 @@ def test_a_pretrained_policy_gets_its_own_tokenizer(tmp_path):
     ],
     ids=["loss", "weighting", "groups", "data"],
 )
-def test_ckpt_path_last_refuses_a_run_with_other_method_settings(fitted, tmp_path, flags, named):
+@pytest.mark.parametrize("ckpt", ["last", "path"])
+def test_ckpt_path_refuses_a_run_with_other_method_settings(fitted, tmp_path, flags, named, ckpt):
+    """``last`` and a named checkpoint file alike: LightningCLI would take the model settings from the file, so
+    a loss or weighting given here (e.g. an overlay) would silently train the checkpoint's method under this
+    run's name."""
     root, data, rows, run = fitted
     if flags == "other data":
         data, flags = _jsonl(tmp_path / "other.jsonl", rows[:-2]), []
+    path = str(run / "checkpoints" / "last.ckpt")
     with pytest.raises(ValueError, match="a run with other method settings") as err:  # before anything is built
-        main(["fit", *_args(data, root / "logs", *flags), "--ckpt_path", "last"])
+        main(["fit", *_args(data, root / "logs", *flags), "--ckpt_path", "last" if ckpt == "last" else path])
     for difference in named:
         assert difference in str(err.value)
-    assert str(run / "checkpoints" / "last.ckpt") in str(err.value)
+    assert path in str(err.value) and "\n" not in str(err.value)
 
 
-def test_ckpt_path_last_with_the_same_settings_resumes_and_a_named_checkpoint_only_warns(fitted, tmp_path, caplog):
+def test_ckpt_path_last_and_a_named_checkpoint_with_the_same_settings_resume(fitted, tmp_path):
     """The fitted run is complete, so resuming it only loads it (into a copy of its logs)."""
     root, data, rows, run = fitted
     logs = tmp_path / "logs"
@@ -217,11 +222,8 @@ def test_ckpt_path_last_with_the_same_settings_resumes_and_a_named_checkpoint_on
     # The checkpoint's tokenizer is the data's: resuming never trains another.
     assert cli.config.fit.data.init_args.tokenizer == ckpt
     assert cli.trainer.global_step == torch.load(ckpt, weights_only=True)["global_step"]
-    # A named checkpoint is resumed as asked (Lightning's CLI takes its model settings from it); other
-    # data is only named in a warning.
-    other = _jsonl(tmp_path / "other.jsonl", rows[:-2])
-    main(["fit", *_args(other, logs), "--ckpt_path", ckpt])
-    assert "resuming" in caplog.text and "data source: {'path': [" in caplog.text
+    cli = main(["fit", *_args(data, logs), "--ckpt_path", ckpt])
+    assert cli.trainer.global_step == torch.load(ckpt, weights_only=True)["global_step"]
 
 
 def _logger_name(*configs: str) -> str:

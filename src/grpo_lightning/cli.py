@@ -183,17 +183,8 @@ class GroupRobustCLI(LightningCLI):
                 cfg.checkpoint.get("dirpath"), trainer.get("logger"), trainer.get("default_root_dir")
             )
         ckpt = read_checkpoint(ckpt_path) if ckpt_path and Path(ckpt_path).is_file() else None
-        if ckpt is not None and self.subcommand in (None, "fit"):
-            differences = _method_differences(ckpt, cfg)
-            if differences and asked == "last":
-                raise ValueError(
-                    f"--ckpt_path last is {ckpt_path}, a run with other method settings: "
-                    + "; ".join(differences)
-                    + ". Resuming it would mix two runs: give this run its own logger name "
-                    "(--trainer.logger.init_args.name) or pass that checkpoint's path to resume it anyway."
-                )
-            for difference in differences:
-                log.warning("resuming %s with other settings: %s", ckpt_path, difference)
+        if ckpt is not None and self.subcommand in (None, "fit") and asked == "last":
+            _refuse_other_method(ckpt_path, _method_differences(ckpt, cfg), last=True)
         _choose_tokenizer(self.subcommand, cfg, ckpt_path, ckpt)
         # The module optimises manually (the α step needs the whole optimizer step first), so the
         # Trainer's own accumulation and clipping are redirected to their equivalents here.
@@ -215,8 +206,15 @@ class GroupRobustCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads the checkpoint's hyperparameters before anything else is built, with
         # torch's own error for a truncated file, which does not name it.
-        refuse_remote(self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None)
+        subcommand = self.config.get("subcommand")
+        cfg = self.config[subcommand] if subcommand else None
+        path = cfg.get("ckpt_path") if cfg is not None else None
+        refuse_remote(path)
         try:
+            # The method check comes first: LightningCLI replaces this run's model settings with the
+            # checkpoint's, after which a loss or weighting given here could no longer be compared.
+            if subcommand == "fit" and path and path != "last" and Path(path).is_file():
+                _refuse_other_method(path, _method_differences(read_checkpoint(path), cfg), last=False)
             super()._parse_ckpt_path()
         except CHECKPOINT_READ_ERRORS as err:
             raise unreadable_checkpoint(self.config[self.config.subcommand].get("ckpt_path"), err) from err
@@ -335,6 +333,26 @@ def _method_differences(ckpt: dict[str, Any], cfg) -> list[str]:
         if theirs is not None and theirs != current:
             out.append(f"data source: {theirs} != {current}")
     return out
+
+
+def _refuse_other_method(ckpt_path: str, differences: list[str], *, last: bool) -> None:
+    """``fit --ckpt_path`` of a run whose method settings (loss, weighting, groups, data source) differ
+    from this run's is refused: resumed, it would train one method under the other's settings and log
+    name (LightningCLI takes the model settings from the checkpoint), or on other data."""
+    if not differences:
+        return
+    what = f"--ckpt_path last is {ckpt_path}" if last else f"--ckpt_path {ckpt_path} is"
+    advice = (
+        "give this run its own logger name (--trainer.logger.init_args.name) or resume that run with its own "
+        "config (config.yaml in its log version)"
+        if last
+        else "resume it with its own config (config.yaml in its log version) or start this run without --ckpt_path"
+    )
+    raise ValueError(
+        f"{what}{',' if last else ''} a run with other method settings: "
+        + "; ".join(differences)
+        + f". Resuming it would mix two runs: {advice}"
+    )
 
 
 def _choose_tokenizer(subcommand: str | None, cfg, ckpt_path: str | None, ckpt: dict[str, Any] | None) -> None:
