@@ -695,11 +695,48 @@ def _grpo_error(monkeypatch, capsys, tmp_path, *args: str) -> str:
         (["--data.init_args.path", "/no/such.jsonl"], "data.path: /no/such.jsonl does not exist"),
         (["--data.init_args.tokenizer", "/no/such/dir"], "data.tokenizer: /no/such/dir does not exist"),
         (["--no_such_option", "1"], "unrecognized arguments"),
+        (["--trainer.max_steps", "-2"], "trainer.max_steps must be -1 (no limit) or >= 0, got -2"),
+        (["--seed_everything", "abc"], "seed_everything: expected bool or int, got 'abc'"),
+        (["--model.loss", "dpo"], "model.loss: unknown 'dpo'; choose one of DPO, IPO, Hinge, Exponential,"),
+        (["--model.weighting", "robust"], "model.weighting: unknown 'robust'; choose one of UniformWeighting,"),
     ],
 )
 def test_grpo_errors_are_one_line_naming_the_setting(monkeypatch, capsys, tmp_path, args, message):
     line = _grpo_error(monkeypatch, capsys, tmp_path, *args)
     assert line.startswith("grpo: error: ") and message in line
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(monkeypatch, capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer:\n  max_steps: [1\n  x: 2\n")
+    line = _grpo_error(monkeypatch, capsys, tmp_path, "--config", str(bad))
+    assert line.startswith(f"grpo: error: {bad}, line 3, column 4: not valid YAML (while parsing a flow sequence")
+
+
+def test_resuming_past_max_epochs_is_one_line(monkeypatch, capsys, tmp_path):
+    """Lightning refuses it at restore with a MisconfigurationException and 30 lines of traceback."""
+    ckpt = tmp_path / "e3.ckpt"
+    torch.save({"epoch": 3, "global_step": 30, "state_dict": {}}, ckpt)
+    line = _grpo_error(monkeypatch, capsys, tmp_path, "--ckpt_path", str(ckpt), "--trainer.max_epochs", "2")
+    assert line == (
+        f"grpo: error: --ckpt_path {ckpt} was saved in epoch 3, past trainer.max_epochs=2: "
+        "resume with --trainer.max_epochs 4 or more"
+    )
+
+
+def test_runs_without_a_logger_in_one_folder_keep_each_config(monkeypatch, tmp_path, caplog):
+    """``--trainer.logger false`` writes into ``default_root_dir``: a second run there writes ``config-v1.yaml``
+    (Lightning's SaveConfigCallback stopped it with a RuntimeError), and ``--ckpt_path last`` looks in
+    ``<default_root_dir>/checkpoints`` (not in ``lightning_logs/``)."""
+    from grpo_lightning.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *TINY_CLI])
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "checkpoints/last.ckpt").is_file()
+    with caplog.at_level(logging.INFO):
+        cli = main(["fit", *TINY_CLI, "--trainer.max_steps", "2", "--ckpt_path", "last"])
+    assert (tmp_path / "config-v1.yaml").is_file()
+    assert cli.config.fit.ckpt_path == str(tmp_path / "checkpoints/last.ckpt") and cli.trainer.global_step == 2
 
 
 def test_grpo_data_error_names_file_row_and_field(monkeypatch, capsys, tmp_path):

@@ -185,6 +185,7 @@ class GroupRobustCLI(LightningCLI):
         ckpt = read_checkpoint(ckpt_path) if ckpt_path and Path(ckpt_path).is_file() else None
         if ckpt is not None and self.subcommand in (None, "fit") and asked == "last":
             _refuse_other_method(ckpt_path, _method_differences(ckpt, cfg), last=True)
+        _check_trainer_limits(trainer, ckpt_path, ckpt if self.subcommand in (None, "fit") else None)
         _choose_tokenizer(self.subcommand, cfg, ckpt_path, ckpt)
         # The module optimises manually (the α step needs the whole optimizer step first), so the
         # Trainer's own accumulation and clipping are redirected to their equivalents here.
@@ -333,6 +334,21 @@ def _method_differences(ckpt: dict[str, Any], cfg) -> list[str]:
         if theirs is not None and theirs != current:
             out.append(f"data source: {theirs} != {current}")
     return out
+
+
+def _check_trainer_limits(trainer, ckpt_path: str | None, ckpt: dict[str, Any] | None) -> None:
+    """``trainer.max_steps`` / ``max_epochs`` as settings (Lightning refuses them later, with a traceback), and a
+    resume whose checkpoint is past ``max_epochs`` (Lightning's ``MisconfigurationException`` at restore)."""
+    for key in ("max_steps", "max_epochs"):
+        value = trainer.get(key)
+        if value is not None and value < -1:
+            raise ValueError(f"trainer.{key} must be -1 (no limit) or >= 0, got {value}")
+    max_epochs, epoch = trainer.get("max_epochs"), (ckpt or {}).get("epoch")
+    if epoch is not None and max_epochs not in (None, -1) and epoch > max_epochs:
+        raise ValueError(
+            f"--ckpt_path {ckpt_path} was saved in epoch {epoch}, past trainer.max_epochs={max_epochs}: "
+            f"resume with --trainer.max_epochs {epoch + 1} or more"
+        )
 
 
 def _refuse_other_method(ckpt_path: str, differences: list[str], *, last: bool) -> None:

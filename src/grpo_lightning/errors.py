@@ -18,13 +18,22 @@ from argparse import ArgumentError
 from typing import Any
 
 from lightning.fabric.plugins import CheckpointIO
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 TRACEBACK_ENV = "GRPO_TRACEBACK"
 #: What the message alone lets a person fix: bad data and settings (``DataError`` and the settings
 #: checks raise ``ValueError``), a path that does not exist or cannot be read (``OSError``), a
 #: command-line value jsonargparse refuses (``ArgumentError``), and a non-finite loss
 #: (``FloatingPointError``, which names the step and the groups).
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ArgumentError, FloatingPointError)
+#: Lightning's ``MisconfigurationException`` is a setting it refuses (a last resort: the CLI checks the ones it
+#: knows first, naming the setting).
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    OSError,
+    ArgumentError,
+    FloatingPointError,
+    MisconfigurationException,
+)
 #: How jsonargparse starts the messages it wraps around the real error (a union of subtypes, a
 #: class_path, a nested key); the real error is their ``__cause__``.
 _WRAPPER_STARTS = ("Does not validate against any of the Union subtypes", "Problem with given class_path", "Parser key")
@@ -64,12 +73,15 @@ def user_message(err: BaseException) -> str:
     setting name and what was wrong with it; for a settings check that failed while jsonargparse
     built a class, that check's own message."""
     keys: list[str] = []
+    union: str | None = None
     inner = err
     while True:
         text = str(inner).strip()
         key = _PARSER_KEY.match(text)
         if key and key.group(1) not in keys[-1:]:
             keys.append(key.group(1))
+        if text.startswith(_WRAPPER_STARTS[0]):
+            union = text
         cause = inner.__cause__
         if cause is None or not (isinstance(inner, ArgumentError) or text.startswith(_WRAPPER_STARTS)):
             break
@@ -80,12 +92,38 @@ def user_message(err: BaseException) -> str:
     setting = ".".join(keys)
     expected = _EXPECTED.match(text)
     if expected is None:
+        if setting in _CLASS_CHOICES and "import path" in text:
+            given = text.rsplit(":", 1)[-1].strip()
+            return (
+                f"{setting}: unknown {given!r}; choose one of {', '.join(_CLASS_CHOICES[setting]())} or an import path"
+            )
         return f"{setting}: {text}"
     kind, value = expected.group(1), (expected.group(2) or "").strip()
+    if union is not None:
+        # A Union (seed_everything: bool | int): every type it takes, not only the first one tried.
+        subtypes = re.search(r"Subtypes: \[(.*)\]", union)
+        kinds = re.findall(r"<class '(\w+)'>", subtypes.group(1)) if subtypes else []
+        kind = " or ".join(k for k in kinds if k != "NoneType") or kind
     if kind == "float" and _non_finite(value):
         # The YAML loader leaves nan/inf as text, so the dataclass checks never see them.
         return f"{setting} must be a finite number, got {value}"
     return f"{setting}: expected {kind}, got {value!r}" if value else f"{setting}: expected {kind}"
+
+
+def _loss_names() -> list[str]:
+    from grpo_lightning.losses import BUILTIN_LOSSES
+
+    return [cls.__name__ for cls in BUILTIN_LOSSES.values()]
+
+
+def _weighting_names() -> list[str]:
+    from grpo_lightning.core.weighting import WEIGHTINGS
+
+    return [cls.__name__ for cls in WEIGHTINGS.values()]
+
+
+#: The settings that take a class by name, and the names they take (for a name that is none of them).
+_CLASS_CHOICES = {"model.loss": _loss_names, "model.weighting": _weighting_names}
 
 
 def _non_finite(text: str) -> bool:
