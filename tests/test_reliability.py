@@ -739,6 +739,17 @@ def test_runs_without_a_logger_in_one_folder_keep_each_config(monkeypatch, tmp_p
     assert cli.config.fit.ckpt_path == str(tmp_path / "checkpoints/last.ckpt") and cli.trainer.global_step == 2
 
 
+def test_the_debug_overlay_writes_no_files(monkeypatch, tmp_path):
+    """configs/debug.yaml (fast_dev_run) writes neither logs nor checkpoints: Lightning's ``on_train_end`` used to
+    write ``checkpoints/last.ckpt`` into the working directory, one more ``last-vN.ckpt`` per run."""
+    from grpo_lightning.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    debug = ["--config", str(ROOT / "configs/default.yaml"), "--config", str(ROOT / "configs/debug.yaml")]
+    main(["fit", *debug, *TINY_DATA_FLAGS])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_grpo_data_error_names_file_row_and_field(monkeypatch, capsys, tmp_path):
     rows = _rows()
     rows[4]["rejected"] = 7

@@ -351,15 +351,17 @@ class GroupSummary(ReadsLogDir):
         scored = [r for r in rows if r["loss"] is not None and math.isfinite(r["loss"])]
         worst = max(scored, key=lambda r: r["loss"]) if scored else None
         seed = os.environ.get("PL_GLOBAL_SEED")  # set by seed_everything
-        hp = pl_module.hparams
+        fn = str(trainer.state.fn.value if trainer.state.fn else "")
+        # validate/test/predict do not restore the trainer's step: the evaluated weights' step is the checkpoint's.
+        step = trainer.global_step if fn == "fit" else getattr(pl_module, "checkpoint_step", None) or 0
         return {
             "split": split,
-            "fn": str(trainer.state.fn.value if trainer.state.fn else ""),
-            "step": int(trainer.global_step),
+            "fn": fn,
+            "step": int(step),
             "epoch": int(trainer.current_epoch),
             "seed": int(seed) if seed is not None else None,
-            "loss_name": hp.get("loss", {}).get("name"),
-            "weighting": hp.get("weighting", {}).get("name"),
+            "loss_name": getattr(getattr(pl_module, "loss_fn", None), "name", None),
+            "weighting": getattr(getattr(pl_module, "weighting", None), "name", None),
             "loss": value(f"{split}/loss"),
             "worst_group": worst["group"] if worst else None,
             "worst_group_loss": worst["loss"] if worst else None,

@@ -466,6 +466,8 @@ class GroupRobustPreferenceModule(L.LightningModule):
             }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The step of the loaded weights, for what validate/test/predict report (they do not restore global_step).
+        self.checkpoint_step = checkpoint.get("global_step")
         fresh = self.train_loss_epoch.state_dict(prefix="train_loss_epoch.")
         for key, value in fresh.items():
             checkpoint.get("state_dict", {}).setdefault(key, value)  # checkpoints from before it existed

@@ -98,8 +98,18 @@ def _from_summary(path: Path) -> tuple[float | None, dict[str, dict], int | None
     return summary.get("loss"), groups, summary.get("seed")
 
 
+def _drop_no_path_found(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("No path found after")
+
+
 def events(run_dir: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tb_logging
+
+    # TensorBoard's directory watcher says at INFO that it read to the end of the folder, at every read (every
+    # validation, for the group-weight figure).
+    if _drop_no_path_found not in tb_logging.get_logger().filters:
+        tb_logging.get_logger().addFilter(_drop_no_path_found)
 
     ea = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 1, "histograms": 1})
     ea.Reload()
