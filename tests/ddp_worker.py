@@ -66,7 +66,7 @@ class _FixedBatches(PreferenceDataModule):
 
 def reference_cache(mode: str, out: str) -> None:
     ddp = mode == "refcache_ddp"
-    # 100 generated pairs: 80/10/10 with eval batches of 3 → 27, 4 and 4 batches, uneven over 2 ranks.
+    # 100 generated pairs: 82/6/12 with eval batches of 3 → 28, 2 and 4 batches, the last train batch of 1.
     dm = PreferenceDataModule(
         generated=GeneratedOpinions(num_pairs=100, val_questions=0, test_questions=0),
         max_length=64, max_prompt_length=56, batch_size=4, eval_batch_size=3,

@@ -59,16 +59,16 @@ def test_ddp_alpha_equal_across_ranks_and_to_single_process(tmp_path):
 def test_reference_cache_is_computed_sharded_and_equals_the_single_process_cache(tmp_path):
     """With ``precompute_ref_logps`` under 2 gloo ranks each rank runs the reference on its shard of whole eval
     batches, then both hold the full tables, equal bitwise to one process's (same batches, so same padding and
-    arithmetic). The stratified split is 79/10/11 pairs; in eval batches of 3 that is 27 batches (the last of 1),
-    4 (3, 3, 3, 1) and 4 (3, 3, 3, 2). Rank 0 takes the first 13, 2 and 2 batches: 39 + 6 + 6 = 51 pairs; rank 1
-    the other 14, 2 and 2: 40 + 4 + 5 = 49."""
+    arithmetic). The split (by prompt hash) is 82/6/12 pairs; in eval batches of 3 that is 28 batches (the last of
+    1), 2 and 4. Rank 0 takes the first 14, 1 and 2 batches: 42 + 3 + 6 = 51 pairs; rank 1 the other 14, 1 and 2:
+    40 + 3 + 6 = 49."""
     _run("refcache_ddp", tmp_path)
     _run("refcache_single", tmp_path)
     single = torch.load(tmp_path / "refcache_single.pt", weights_only=True)
     ranks = [torch.load(tmp_path / f"refcache_ddp_rank{r}.pt", weights_only=True) for r in (0, 1)]
     total = sum(len(t) for t in single["tables"].values())
     assert single["computed_here"] == total == 100
-    assert {k: len(t) for k, t in single["tables"].items()} == {"train": 79, "val": 10, "test": 11}
+    assert {k: len(t) for k, t in single["tables"].items()} == {"train": 82, "val": 6, "test": 12}
     assert [r["computed_here"] for r in ranks] == [51, 49]
     for rank in ranks:
         assert rank["tables"].keys() == single["tables"].keys() == {"train", "val", "test"}
