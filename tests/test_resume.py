@@ -22,7 +22,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-STEPS_PER_EPOCH = 6  # 60 generated pairs split 80/10/10 per group → 46 training pairs, batch 8
+STEPS_PER_EPOCH = 7  # 60 generated pairs split 80/10/10 by prompt hash → 49 training pairs, batch 8
 KILL_AFTER_STEP = 8  # in the middle of the second epoch
 
 CONFIG = """\

@@ -195,18 +195,23 @@ def test_a_pretrained_policy_gets_its_own_tokenizer(tmp_path):
     ],
     ids=["loss", "weighting", "groups", "data"],
 )
-def test_ckpt_path_last_refuses_a_run_with_other_method_settings(fitted, tmp_path, flags, named):
+@pytest.mark.parametrize("ckpt", ["last", "path"])
+def test_ckpt_path_refuses_a_run_with_other_method_settings(fitted, tmp_path, flags, named, ckpt):
+    """``last`` and a named checkpoint file alike: LightningCLI would take the model settings from the file, so
+    a loss or weighting given here (e.g. an overlay) would silently train the checkpoint's method under this
+    run's name."""
     root, data, rows, run = fitted
     if flags == "other data":
         data, flags = _jsonl(tmp_path / "other.jsonl", rows[:-2]), []
+    path = str(run / "checkpoints" / "last.ckpt")
     with pytest.raises(ValueError, match="a run with other method settings") as err:  # before anything is built
-        main(["fit", *_args(data, root / "logs", *flags), "--ckpt_path", "last"])
+        main(["fit", *_args(data, root / "logs", *flags), "--ckpt_path", "last" if ckpt == "last" else path])
     for difference in named:
         assert difference in str(err.value)
-    assert str(run / "checkpoints" / "last.ckpt") in str(err.value)
+    assert path in str(err.value) and "\n" not in str(err.value)
 
 
-def test_ckpt_path_last_with_the_same_settings_resumes_and_a_named_checkpoint_only_warns(fitted, tmp_path, caplog):
+def test_ckpt_path_last_and_a_named_checkpoint_with_the_same_settings_resume(fitted, tmp_path):
     """The fitted run is complete, so resuming it only loads it (into a copy of its logs)."""
     root, data, rows, run = fitted
     logs = tmp_path / "logs"
@@ -217,11 +222,8 @@ def test_ckpt_path_last_with_the_same_settings_resumes_and_a_named_checkpoint_on
     # The checkpoint's tokenizer is the data's: resuming never trains another.
     assert cli.config.fit.data.init_args.tokenizer == ckpt
     assert cli.trainer.global_step == torch.load(ckpt, weights_only=True)["global_step"]
-    # A named checkpoint is resumed as asked (Lightning's CLI takes its model settings from it); other
-    # data is only named in a warning.
-    other = _jsonl(tmp_path / "other.jsonl", rows[:-2])
-    main(["fit", *_args(other, logs), "--ckpt_path", ckpt])
-    assert "resuming" in caplog.text and "data source: {'path': [" in caplog.text
+    cli = main(["fit", *_args(data, logs), "--ckpt_path", ckpt])
+    assert cli.trainer.global_step == torch.load(ckpt, weights_only=True)["global_step"]
 
 
 def _logger_name(*configs: str) -> str:
@@ -249,3 +251,48 @@ def test_overlays_and_experiments_log_under_names_of_their_own():
     }
     assert len(set(experiments.values())) == len(experiments), experiments
     assert not set(experiments.values()) & set(names.values())
+
+
+def test_splits_are_stable_and_a_checkpoint_knows_its_data(fitted, tmp_path, caplog):
+    """Removing 10 rows and appending 15: every remaining pair keeps its split (a pair's split is a keyed hash of
+    its prompt), so no training pair of the checkpoint is scored as a test pair. ``test`` on the edited data
+    warns with the number of changed pairs; ``fit --ckpt_path`` on the run's own file edited in place (same
+    source, other rows) is refused."""
+    root, data, rows, run = fitted
+    ckpt = str(run / "checkpoints" / "last.ckpt")
+    from grpo_lightning.data.rows import prompt_position
+
+    # 10 training rows removed (a change that leaves every split of every group non-empty), 15 rows appended.
+    trained = [i for i, r in enumerate(rows) if prompt_position(r["prompt"], 0) < 0.8]
+    gone = set(trained[::3][:10])
+    edited_path = _jsonl(tmp_path / "edited.jsonl", [r for i, r in enumerate(rows) if i not in gone])
+    edited_path.write_text(edited_path.read_text() + "".join(json.dumps(r) + "\n" for r in _rows(15, "B", 300, WORDS)))
+
+    def split_of(cli) -> dict[tuple[str, str], str]:
+        dm = cli.datamodule
+        return {
+            (p, g): name
+            for name in ("train", "val", "test")
+            for p, g in zip(dm.dataset(name)["prompt"], dm.dataset(name)["group"], strict=True)
+        }
+
+    with caplog.at_level("WARNING"):
+        before = main(["test", *_args(data, tmp_path / "a"), "--ckpt_path", ckpt])
+        after = main(["test", *_args(edited_path, tmp_path / "b"), "--ckpt_path", ckpt])
+    old, new = split_of(before), split_of(after)
+    kept = old.keys() & new.keys()
+    assert len(kept) == len(old) - 10
+    assert {k: old[k] for k in kept} == {k: new[k] for k in kept}
+    warning = next(m for m in caplog.messages if "not the data the checkpoint was trained on" in m)
+    assert "10 of its pairs are not in this data and 15 pairs are new" in warning
+    assert "none of this data's val/test pairs were training pairs of the checkpoint" in warning
+
+    original = data.read_text()
+    try:
+        data.write_text("".join(original.splitlines(True)[:-3]))  # the same file, 3 rows fewer
+        with pytest.raises(
+            ValueError, match=r"3 of its pairs are not in this data and 0 pairs are new .*; resuming would train"
+        ):
+            main(["fit", *_args(data, tmp_path / "c"), "--ckpt_path", ckpt])
+    finally:
+        data.write_text(original)

@@ -95,3 +95,21 @@ def test_callback_refuses_a_second_scheduler():
     trainer.lr_scheduler_configs = [SimpleNamespace(scheduler=object())]
     with pytest.raises(ValueError, match="lr_scheduler: null"):
         AuthorsPlateauSchedule().on_fit_start(trainer, module)
+
+
+@pytest.mark.parametrize("name", ["CVaRWeighting", "TiltedWeighting"])
+def test_a_cut_leaves_a_weighting_without_a_step_size_alone(name):
+    """CVaR and tilted weightings are adaptive but have no η_α: a cut changes the learning rate only (it set a
+    ``step_size`` attribute on them, which nothing reads)."""
+    from grpo_lightning.core import weighting as weightings
+
+    trainer, module, opt = _fake_run(1e-3, 1e-2, 1.0)
+    module.weighting = getattr(weightings, name)()
+    sched = AuthorsPlateauSchedule(patience_examples=0)
+    sched.on_fit_start(trainer, module)
+    batch = {"group": torch.zeros(16, dtype=torch.long)}
+    for _ in range(3):
+        sched.on_train_batch_end(trainer, module, None, batch, 0)
+        sched.on_validation_end(trainer, module)
+    assert sched.state.cuts >= 1 and opt.param_groups[0]["lr"] < 1e-3
+    assert not hasattr(module.weighting, "step_size") and sched.alpha_step_size is None

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import lightning as L
 import pytest
+import torch
 from conftest import TINY_DATA_FLAGS, TINY_MODEL_FLAGS
 from lightning.pytorch.loggers import CSVLogger
 
@@ -93,7 +94,7 @@ def test_summary_of_a_split_without_any_pairs():
     assert "no pairs" in text and "<- worst" not in text
 
 
-def test_cli_fit_shows_a_bar_writes_the_summary_and_no_known_warnings(tmp_path, monkeypatch):
+def test_cli_fit_shows_a_bar_writes_the_summary_and_no_known_warnings(tmp_path, monkeypatch, caplog):
     args = [
         "fit",
         "--config",
@@ -110,6 +111,7 @@ def test_cli_fit_shows_a_bar_writes_the_summary_and_no_known_warnings(tmp_path, 
         str(tmp_path),
     ]
     monkeypatch.setattr(sys, "argv", ["grpo", *args])  # as the console script sees them
+    caplog.set_level(logging.INFO)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cli = main()
@@ -120,6 +122,15 @@ def test_cli_fit_shows_a_bar_writes_the_summary_and_no_known_warnings(tmp_path, 
         assert not [m for m in messages if known in m], known
     summary = json.loads((Path(cli.trainer.log_dir) / "summary_val.json").read_text())
     assert [r["group"] for r in summary["groups"]] == cli.model.group_names
+    assert (summary["loss_name"], summary["weighting"]) == ("ipo", "robust")
+    # A test of the checkpoint reports the checkpoint's step (the trainer's own is 0 outside fit).
+    ckpt = Path(cli.trainer.log_dir) / "checkpoints/last.ckpt"
+    tested = main(["test", *args[1:], "--ckpt_path", str(ckpt)])
+    summary = json.loads((Path(tested.trainer.log_dir) / "summary_test.json").read_text())
+    assert summary["step"] == torch.load(ckpt, weights_only=True)["global_step"] > 0
+    assert (summary["loss_name"], summary["weighting"]) == ("ipo", "robust")
+    # TensorBoard's INFO line at every read of the event files (the group-weight figure, at every validation).
+    assert not [m for m in caplog.messages if m.startswith("No path found after")]
 
     # `trainer.enable_progress_bar: false` still turns it off (Lightning refuses a bar then).
     cli = main([*args[1:], "--trainer.enable_progress_bar", "false"], run=False)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from lightning.pytorch.callbacks import Callback
+from grpo_lightning.callbacks import ReadsLogDir, run_log_dir
 
 log = logging.getLogger(__name__)
 
 
-class AdapterExport(Callback):
+class AdapterExport(ReadsLogDir):
     """Args:
     dirpath: where; default ``<log dir>/hf_adapter``.
     """
@@ -28,9 +28,9 @@ class AdapterExport(Callback):
         model = pl_module.policy.model
         if not trainer.is_global_zero or not hasattr(model, "peft_config"):
             return
-        if self.dirpath is None and trainer.log_dir is None:
+        if self.dirpath is None and run_log_dir(trainer) is None:
             log.warning("no logger and no dirpath: the adapter export is skipped")
             return
-        path = Path(self.dirpath) if self.dirpath else Path(trainer.log_dir) / "hf_adapter"
+        path = Path(self.dirpath) if self.dirpath else Path(run_log_dir(trainer)) / "hf_adapter"
         model.save_pretrained(str(path))
         log.info("saved the LoRA adapter to %s", path)

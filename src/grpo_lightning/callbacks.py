@@ -23,8 +23,31 @@ from grpo_lightning.metrics.tags import group_weight_tags
 log = logging.getLogger(__name__)
 
 
+_LOG_DIR_ATTR = "_grpo_log_dir"
+
+
+def run_log_dir(trainer: L.Trainer) -> str | None:
+    """``trainer.log_dir``, read once per trainer and kept.
+
+    Lightning's ``trainer.log_dir`` is a collective (rank 0 broadcasts its logger's version), so a
+    read on rank 0 alone, after ``if trainer.is_global_zero``, waits forever under DDP. Every
+    callback that writes into the log dir reads it first in ``setup``, which all ranks run; a later
+    read (on one rank) returns the kept value without a collective."""
+    kept = vars(trainer)
+    if _LOG_DIR_ATTR not in kept:
+        kept[_LOG_DIR_ATTR] = trainer.log_dir
+    return kept[_LOG_DIR_ATTR]
+
+
 def _log_dir(trainer: L.Trainer) -> Path:
-    return Path(trainer.log_dir or trainer.default_root_dir)
+    return Path(run_log_dir(trainer) or trainer.default_root_dir)
+
+
+class ReadsLogDir(Callback):
+    """A callback that writes into the log dir: reads it on every rank at ``setup`` (see ``run_log_dir``)."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        run_log_dir(trainer)
 
 
 class GroupWeightFigure(Callback):
@@ -141,7 +164,7 @@ class GroupWeightFigure(Callback):
         self._draw(trainer, pl_module)
 
 
-class PredictionCSVWriter(BasePredictionWriter):
+class PredictionCSVWriter(ReadsLogDir, BasePredictionWriter):
     """Writes each predicted pair to a CSV file: where it came from, its group and prompt, its loss, implicit
     rewards and margin.
 
@@ -206,13 +229,13 @@ def _add_sources(rows: list[dict], dm, split: str | None = None) -> None:
         row.update({c: values[c][k] for c in columns} if k is not None else {})
 
 
-class SaveTokenizer(Callback):
+class SaveTokenizer(ReadsLogDir):
     """Saves the run's tokenizer next to its logs and checkpoints (``<log dir>/tokenizer``), so a
     run with a tokenizer trained in code is self-contained."""
 
     def on_fit_start(self, trainer, pl_module) -> None:
         tok = getattr(pl_module, "tokenizer", None)
-        if trainer.log_dir is None:  # no logger (e.g. fast_dev_run): nowhere that belongs to the run
+        if run_log_dir(trainer) is None:  # no logger (e.g. fast_dev_run): nowhere that belongs to the run
             return
         if tok is not None and trainer.is_global_zero and hasattr(tok, "save_pretrained"):
             path = _log_dir(trainer) / "tokenizer"
@@ -220,7 +243,7 @@ class SaveTokenizer(Callback):
             log.info("saved the tokenizer to %s", path)
 
 
-class HFExport(Callback):
+class HFExport(ReadsLogDir):
     """Saves the trained policy and its tokenizer as a Hugging Face directory at the end of
     training (off by default; the SFT stage turns it on). The preference stage then loads it as
     initial policy and reference with ``--model.policy.init_args.name_or_path <dir>``.
@@ -237,7 +260,7 @@ class HFExport(Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if not self.save_on_train_end or not trainer.is_global_zero:
             return
-        if self.dirpath is None and trainer.log_dir is None:
+        if self.dirpath is None and run_log_dir(trainer) is None:
             log.warning("no logger and no export.dirpath: the Hugging Face export is skipped")
             return
         path = Path(self.dirpath) if self.dirpath else _log_dir(trainer) / "hf_model"
@@ -270,7 +293,7 @@ class ProgressBar(TQDMProgressBar):
 SUMMARY_COLUMNS = ("group", "pairs", "loss", "reward_acc", "logp_acc", "weight")
 
 
-class GroupSummary(Callback):
+class GroupSummary(ReadsLogDir):
     """At the end of a run, one table of how every group did: after the last validation of
     ``fit``, and after ``validate`` and ``test``. One row per group with the pairs evaluated,
     mean loss, reward accuracy, log-prob accuracy and the current group weight w_g; the worst
@@ -288,6 +311,7 @@ class GroupSummary(Callback):
         self._pending: dict[str, Any] | None = None
 
     def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
         self._pending = None
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -327,15 +351,17 @@ class GroupSummary(Callback):
         scored = [r for r in rows if r["loss"] is not None and math.isfinite(r["loss"])]
         worst = max(scored, key=lambda r: r["loss"]) if scored else None
         seed = os.environ.get("PL_GLOBAL_SEED")  # set by seed_everything
-        hp = pl_module.hparams
+        fn = str(trainer.state.fn.value if trainer.state.fn else "")
+        # validate/test/predict do not restore the trainer's step: the evaluated weights' step is the checkpoint's.
+        step = trainer.global_step if fn == "fit" else getattr(pl_module, "checkpoint_step", None) or 0
         return {
             "split": split,
-            "fn": str(trainer.state.fn.value if trainer.state.fn else ""),
-            "step": int(trainer.global_step),
+            "fn": fn,
+            "step": int(step),
             "epoch": int(trainer.current_epoch),
             "seed": int(seed) if seed is not None else None,
-            "loss_name": hp.get("loss", {}).get("name"),
-            "weighting": hp.get("weighting", {}).get("name"),
+            "loss_name": getattr(getattr(pl_module, "loss_fn", None), "name", None),
+            "weighting": getattr(getattr(pl_module, "weighting", None), "name", None),
             "loss": value(f"{split}/loss"),
             "worst_group": worst["group"] if worst else None,
             "worst_group_loss": worst["loss"] if worst else None,
@@ -346,7 +372,7 @@ class GroupSummary(Callback):
         if not trainer.is_global_zero:
             return
         log.info("%s", format_summary(summary))
-        if self.write_file and trainer.log_dir is not None:
+        if self.write_file and run_log_dir(trainer) is not None:
             path = _log_dir(trainer) / f"summary_{summary['split']}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(summary, indent=2) + "\n")

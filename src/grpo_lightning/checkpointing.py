@@ -60,7 +60,10 @@ class RunCheckpoint(ModelCheckpoint):
 
     def on_train_end(self, trainer, pl_module) -> None:
         self._restore_sigint()
-        super().on_train_end(trainer, pl_module)
+        # Lightning's on_train_end writes last.ckpt even under fast_dev_run (which suppresses every other save),
+        # into <default_root_dir>/checkpoints, one more last-vN.ckpt per run.
+        if not trainer.fast_dev_run:
+            super().on_train_end(trainer, pl_module)
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         self._restore_sigint()

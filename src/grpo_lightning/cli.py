@@ -17,7 +17,8 @@ from jsonargparse import DefaultHelpFormatter, Namespace, set_parsing_settings
 from lightning import LightningDataModule
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from grpo_lightning.callbacks import (
     GroupSummary,
@@ -26,6 +27,7 @@ from grpo_lightning.callbacks import (
     PredictionCSVWriter,
     ProgressBar,
     SaveTokenizer,
+    run_log_dir,
 )
 from grpo_lightning.checkpointing import RunCheckpoint
 from grpo_lightning.config import weighting_from_dict
@@ -38,6 +40,7 @@ from grpo_lightning.errors import (
     TRACEBACK_ENV,
     USER_ERRORS,
     NamedCheckpointIO,
+    refuse_remote,
     show_traceback,
     unreadable_checkpoint,
     user_message,
@@ -71,6 +74,45 @@ files it builds on, read first (README.md, docs/configs.md)."""
 
 class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """jsonargparse's help, with the epilog's lines kept as written."""
+
+
+class RunConfig(SaveConfigCallback):
+    """Lightning's ``SaveConfigCallback`` (the run's merged ``config.yaml`` in its log dir) without its
+    traceback for a folder that holds one already.
+
+    * Without a logger (``--trainer.logger false``) every run writes into ``trainer.default_root_dir``:
+      a second run there writes ``config-v1.yaml`` (then ``-v2``, ...), as ``ModelCheckpoint`` names a
+      second ``last.ckpt``, instead of stopping with advice the command line cannot follow.
+    * With a logger, a log version that holds a ``config.yaml`` (a fixed ``version``) is refused with one
+      line naming it.
+
+    The folder is read on every rank (``run_log_dir``; Lightning's ``trainer.log_dir`` is a collective) and
+    rank 0's finding is broadcast, so all ranks make the same decision."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.already_saved or not self.save_to_log_dir:
+            return super().setup(trainer, pl_module, stage)
+        log_dir = Path(run_log_dir(trainer) or trainer.default_root_dir)
+        stem, suffix = os.path.splitext(self.config_filename)
+        name = self.config_filename
+        if trainer.is_global_zero and not self.overwrite and (log_dir / name).is_file():
+            if trainer.loggers:
+                name = None
+            else:
+                n = 1
+                while (log_dir / f"{stem}-v{n}{suffix}").is_file():
+                    n += 1
+                name = f"{stem}-v{n}{suffix}"
+        name = trainer.strategy.broadcast(name)
+        if name is None:
+            raise ValueError(
+                f"{log_dir / self.config_filename} exists: log version {log_dir.name} holds another run; "
+                "give this run a version of its own (leave --trainer.logger.init_args.version unset)"
+            )
+        if name != self.config_filename:
+            rank_zero_info(f"{log_dir} holds the config of an earlier run without a logger: this run's is {name}")
+        self.config_filename = name
+        super().setup(trainer, pl_module, stage)
 
 
 class GroupRobustCLI(LightningCLI):
@@ -137,19 +179,13 @@ class GroupRobustCLI(LightningCLI):
         log.info(describe(set_host_memory(cfg.host_memory, gradient_checkpointing=checkpointing)))
         asked = ckpt_path = cfg.get("ckpt_path")
         if asked == "last":
-            ckpt_path = cfg.ckpt_path = _last_checkpoint(cfg.checkpoint.get("dirpath"), trainer.get("logger"))
+            ckpt_path = cfg.ckpt_path = _last_checkpoint(
+                cfg.checkpoint.get("dirpath"), trainer.get("logger"), trainer.get("default_root_dir")
+            )
         ckpt = read_checkpoint(ckpt_path) if ckpt_path and Path(ckpt_path).is_file() else None
-        if ckpt is not None and self.subcommand in (None, "fit"):
-            differences = _method_differences(ckpt, cfg)
-            if differences and asked == "last":
-                raise ValueError(
-                    f"--ckpt_path last is {ckpt_path}, a run with other method settings: "
-                    + "; ".join(differences)
-                    + ". Resuming it would mix two runs: give this run its own logger name "
-                    "(--trainer.logger.init_args.name) or pass that checkpoint's path to resume it anyway."
-                )
-            for difference in differences:
-                log.warning("resuming %s with other settings: %s", ckpt_path, difference)
+        if ckpt is not None and self.subcommand in (None, "fit") and asked == "last":
+            _refuse_other_method(ckpt_path, _method_differences(ckpt, cfg), last=True)
+        _check_trainer_limits(trainer, ckpt_path, ckpt if self.subcommand in (None, "fit") else None)
         _choose_tokenizer(self.subcommand, cfg, ckpt_path, ckpt)
         # The module optimises manually (the α step needs the whole optimizer step first), so the
         # Trainer's own accumulation and clipping are redirected to their equivalents here.
@@ -171,7 +207,15 @@ class GroupRobustCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads the checkpoint's hyperparameters before anything else is built, with
         # torch's own error for a truncated file, which does not name it.
+        subcommand = self.config.get("subcommand")
+        cfg = self.config[subcommand] if subcommand else None
+        path = cfg.get("ckpt_path") if cfg is not None else None
+        refuse_remote(path)
         try:
+            # The method check comes first: LightningCLI replaces this run's model settings with the
+            # checkpoint's, after which a loss or weighting given here could no longer be compared.
+            if subcommand == "fit" and path and path != "last" and Path(path).is_file():
+                _refuse_other_method(path, _method_differences(read_checkpoint(path), cfg), last=False)
             super()._parse_ckpt_path()
         except CHECKPOINT_READ_ERRORS as err:
             raise unreadable_checkpoint(self.config[self.config.subcommand].get("ckpt_path"), err) from err
@@ -197,13 +241,22 @@ class GroupRobustCLI(LightningCLI):
         return super()._instantiate_trainer(config, callbacks)
 
 
-def _last_checkpoint(dirpath: str | None, logger) -> str:
+def _last_checkpoint(dirpath: str | None, logger, default_root_dir: str | None = None) -> str:
     """``--ckpt_path last``: the newest ``last*.ckpt`` in ``checkpoint.dirpath`` (left as
-    ``last`` for Lightning, which warns and starts afresh, when there is none) or, with the default
+    ``last`` for Lightning, which warns and starts afresh, when there is none), without a logger in
+    ``<default_root_dir>/checkpoints`` (where Lightning writes them then), or, with the default
     per-version checkpoint folders, in the newest run under the logger's name."""
     if dirpath:
         found = sorted(Path(dirpath).glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
         return str(found[-1]) if found else "last"
+    if logger in (False, None):
+        # Without a logger Lightning's ModelCheckpoint writes <default_root_dir>/checkpoints/last[-vN].ckpt.
+        folder = Path(default_root_dir or os.getcwd()) / "checkpoints"
+        found = sorted(folder.glob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise FileNotFoundError(f"--ckpt_path last: no last*.ckpt in {folder} (--trainer.logger false)")
+        log.info("--ckpt_path last -> %s", found[-1])
+        return str(found[-1])
     return _latest_last_checkpoint(logger)
 
 
@@ -281,6 +334,41 @@ def _method_differences(ckpt: dict[str, Any], cfg) -> list[str]:
         if theirs is not None and theirs != current:
             out.append(f"data source: {theirs} != {current}")
     return out
+
+
+def _check_trainer_limits(trainer, ckpt_path: str | None, ckpt: dict[str, Any] | None) -> None:
+    """``trainer.max_steps`` / ``max_epochs`` as settings (Lightning refuses them later, with a traceback), and a
+    resume whose checkpoint is past ``max_epochs`` (Lightning's ``MisconfigurationException`` at restore)."""
+    for key in ("max_steps", "max_epochs"):
+        value = trainer.get(key)
+        if value is not None and value < -1:
+            raise ValueError(f"trainer.{key} must be -1 (no limit) or >= 0, got {value}")
+    max_epochs, epoch = trainer.get("max_epochs"), (ckpt or {}).get("epoch")
+    if epoch is not None and max_epochs not in (None, -1) and epoch > max_epochs:
+        raise ValueError(
+            f"--ckpt_path {ckpt_path} was saved in epoch {epoch}, past trainer.max_epochs={max_epochs}: "
+            f"resume with --trainer.max_epochs {epoch + 1} or more"
+        )
+
+
+def _refuse_other_method(ckpt_path: str, differences: list[str], *, last: bool) -> None:
+    """``fit --ckpt_path`` of a run whose method settings (loss, weighting, groups, data source) differ
+    from this run's is refused: resumed, it would train one method under the other's settings and log
+    name (LightningCLI takes the model settings from the checkpoint), or on other data."""
+    if not differences:
+        return
+    what = f"--ckpt_path last is {ckpt_path}" if last else f"--ckpt_path {ckpt_path} is"
+    advice = (
+        "give this run its own logger name (--trainer.logger.init_args.name) or resume that run with its own "
+        "config (config.yaml in its log version)"
+        if last
+        else "resume it with its own config (config.yaml in its log version) or start this run without --ckpt_path"
+    )
+    raise ValueError(
+        f"{what}{',' if last else ''} a run with other method settings: "
+        + "; ".join(differences)
+        + f". Resuming it would mix two runs: {advice}"
+    )
 
 
 def _choose_tokenizer(subcommand: str | None, cfg, ckpt_path: str | None, ckpt: dict[str, Any] | None) -> None:
@@ -364,6 +452,7 @@ def main(args: list[str] | None = None, run: bool = True, instantiate: bool = Tr
                 "init_args": {"save_dir": "logs", "name": "default"},
             },
         },
+        save_config_callback=RunConfig,
         args=args,
         run=run and instantiate,
         auto_configure_optimizers=False,

@@ -45,10 +45,22 @@ BASE_KEY = "__base__"
 _BASE_LINE = re.compile(rf"^{re.escape(BASE_KEY)}\s*:")
 
 
+def read_yaml(path: str | os.PathLike):
+    """``path``'s YAML, or a ``ValueError`` naming the file, line and column of a syntax error (the YAML
+    parser's own error names ``<unicode string>`` and comes with a hundred lines of traceback)."""
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = "; ".join(str(x) for x in (getattr(err, "context", None), getattr(err, "problem", None)) if x)
+        raise ValueError(f"{path}{where}: not valid YAML ({what or type(err).__name__})") from err
+
+
 def config_bases(path: str | os.PathLike) -> list[Path]:
     """The files ``path``'s ``__base__`` names (one path or a list, each relative to ``path``'s folder), in order."""
     path = Path(path)
-    loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    loaded = read_yaml(path)
     bases = loaded.get(BASE_KEY) if isinstance(loaded, dict) else None
     if bases is None:
         return []

@@ -18,13 +18,22 @@ from argparse import ArgumentError
 from typing import Any
 
 from lightning.fabric.plugins import CheckpointIO
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 TRACEBACK_ENV = "GRPO_TRACEBACK"
 #: What the message alone lets a person fix: bad data and settings (``DataError`` and the settings
 #: checks raise ``ValueError``), a path that does not exist or cannot be read (``OSError``), a
 #: command-line value jsonargparse refuses (``ArgumentError``), and a non-finite loss
 #: (``FloatingPointError``, which names the step and the groups).
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, ArgumentError, FloatingPointError)
+#: Lightning's ``MisconfigurationException`` is a setting it refuses (a last resort: the CLI checks the ones it
+#: knows first, naming the setting).
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    OSError,
+    ArgumentError,
+    FloatingPointError,
+    MisconfigurationException,
+)
 #: How jsonargparse starts the messages it wraps around the real error (a union of subtypes, a
 #: class_path, a nested key); the real error is their ``__cause__``.
 _WRAPPER_STARTS = ("Does not validate against any of the Union subtypes", "Problem with given class_path", "Parser key")
@@ -42,6 +51,12 @@ CHECKPOINT_READ_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfil
 
 
 def unreadable_checkpoint(path: Any, err: BaseException) -> CheckpointError:
+    if isinstance(err, pickle.UnpicklingError) and "weights only load failed" in str(err).lower():
+        # torch's advice (load with weights_only=False) is what must not be done with a file of unknown origin.
+        return CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain data; refused: checkpoints are "
+            "loaded with weights_only=True only (unpickling them could run code)"
+        )
     first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return CheckpointError(
         f"checkpoint {path} cannot be read ({type(err).__name__}: {first}); it may be truncated "
@@ -58,12 +73,15 @@ def user_message(err: BaseException) -> str:
     setting name and what was wrong with it; for a settings check that failed while jsonargparse
     built a class, that check's own message."""
     keys: list[str] = []
+    union: str | None = None
     inner = err
     while True:
         text = str(inner).strip()
         key = _PARSER_KEY.match(text)
         if key and key.group(1) not in keys[-1:]:
             keys.append(key.group(1))
+        if text.startswith(_WRAPPER_STARTS[0]):
+            union = text
         cause = inner.__cause__
         if cause is None or not (isinstance(inner, ArgumentError) or text.startswith(_WRAPPER_STARTS)):
             break
@@ -74,12 +92,38 @@ def user_message(err: BaseException) -> str:
     setting = ".".join(keys)
     expected = _EXPECTED.match(text)
     if expected is None:
+        if setting in _CLASS_CHOICES and "import path" in text:
+            given = text.rsplit(":", 1)[-1].strip()
+            return (
+                f"{setting}: unknown {given!r}; choose one of {', '.join(_CLASS_CHOICES[setting]())} or an import path"
+            )
         return f"{setting}: {text}"
     kind, value = expected.group(1), (expected.group(2) or "").strip()
+    if union is not None:
+        # A Union (seed_everything: bool | int): every type it takes, not only the first one tried.
+        subtypes = re.search(r"Subtypes: \[(.*)\]", union)
+        kinds = re.findall(r"<class '(\w+)'>", subtypes.group(1)) if subtypes else []
+        kind = " or ".join(k for k in kinds if k != "NoneType") or kind
     if kind == "float" and _non_finite(value):
         # The YAML loader leaves nan/inf as text, so the dataclass checks never see them.
         return f"{setting} must be a finite number, got {value}"
     return f"{setting}: expected {kind}, got {value!r}" if value else f"{setting}: expected {kind}"
+
+
+def _loss_names() -> list[str]:
+    from grpo_lightning.losses import BUILTIN_LOSSES
+
+    return [cls.__name__ for cls in BUILTIN_LOSSES.values()]
+
+
+def _weighting_names() -> list[str]:
+    from grpo_lightning.core.weighting import WEIGHTINGS
+
+    return [cls.__name__ for cls in WEIGHTINGS.values()]
+
+
+#: The settings that take a class by name, and the names they take (for a name that is none of them).
+_CLASS_CHOICES = {"model.loss": _loss_names, "model.weighting": _weighting_names}
 
 
 def _non_finite(text: str) -> bool:
@@ -89,8 +133,24 @@ def _non_finite(text: str) -> bool:
         return False
 
 
+def is_remote(path: Any) -> bool:
+    """Whether a checkpoint path is a URL (``http://``, ``https://``, ``s3://``, ...) rather than a local file."""
+    return isinstance(path, str | os.PathLike) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", str(path)) is not None
+
+
+def refuse_remote(path: Any) -> None:
+    """A remote checkpoint is not loaded: Lightning unpickles an http(s) one with ``weights_only=False`` (any code
+    in it runs), and the run-identity checks (method, groups, tokenizer) read local files only."""
+    if is_remote(path) and not str(path).startswith("file://"):
+        raise CheckpointError(
+            f"--ckpt_path {path}: a remote checkpoint is not loaded; download it and pass the local file "
+            "(read with weights_only=True and checked against this run)"
+        )
+
+
 class NamedCheckpointIO(CheckpointIO):
-    """The strategy's checkpoint IO, with a load that names the file it could not read.
+    """The strategy's checkpoint IO, with a load that names the file it could not read, and reads it with
+    ``weights_only=True`` always (tensors and plain data only: nothing in the file can run code).
 
     torch reports a truncated checkpoint (a full disk, a copy cut short) as ``PytorchStreamReader
     failed reading zip archive: failed finding central directory``, without the path; this wrapper
@@ -110,8 +170,16 @@ class NamedCheckpointIO(CheckpointIO):
     def teardown(self) -> None:
         self.base.teardown()
 
-    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        refuse_remote(path)
+        if weights_only is False:
+            raise CheckpointError(
+                f"checkpoint {path}: weights_only=False is refused (it unpickles arbitrary objects); "
+                "our checkpoints load with weights_only=True"
+            )
         try:
-            return self.base.load_checkpoint(path, *args, **kwargs)
+            return self.base.load_checkpoint(path, map_location=map_location, weights_only=True)
         except CHECKPOINT_READ_ERRORS as err:
             raise unreadable_checkpoint(path, err) from err

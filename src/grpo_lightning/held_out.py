@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import csv
 import logging
-from pathlib import Path
 from typing import Literal
 
 import torch
-from lightning.pytorch.callbacks import Callback
 
-from grpo_lightning.callbacks import PredictionCSVWriter, _add_sources
+from grpo_lightning.callbacks import PredictionCSVWriter, ReadsLogDir, _add_sources, _log_dir
 from grpo_lightning.opinion_alignment import write_item_alignments
 
 log = logging.getLogger(__name__)
 
 
-class HeldOutScores(Callback):
+class HeldOutScores(ReadsLogDir):
     """Scores every pair (and GOQA item) of ``split`` when ``fit`` ends (see the module docstring).
 
     Args:
@@ -49,7 +47,7 @@ class HeldOutScores(Callback):
             return
         if len(dm.dataset(self.split)) == 0:
             return
-        out_dir = Path(trainer.log_dir or trainer.default_root_dir)
+        out_dir = _log_dir(trainer)
         loader = dm.val_dataloader() if self.split == "val" else dm.test_dataloader()
         names, rows = pl_module.group_names, []
         was_training = pl_module.training

@@ -182,6 +182,13 @@ class GroupRobustPreferenceModule(L.LightningModule):
     def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
         return self.trainer.strategy.reduce(t, reduce_op="sum") if self.trainer.world_size > 1 else t
 
+    def _finite_on_every_rank(self, t: torch.Tensor) -> bool:
+        """Whether ``t`` is finite on every rank. Under DDP each backward all-reduces the gradients, so a
+        rank that raised or skipped alone would leave the others waiting in that all-reduce: the decision
+        is one all-reduced count of non-finite ranks, taken before any backward of the micro-batch."""
+        bad = (~torch.isfinite(t)).any().to(torch.float32)
+        return not bool(self._all_reduce(bad) > 0)
+
     def _update_alpha(self, loss_sums: torch.Tensor, counts: torch.Tensor, batch_idx: int) -> bool:
         """One weighting update (the robust exponentiated-gradient step, or the cvar/tilted weights)
         from the whole step's (all-reduced) group losses.
@@ -238,9 +245,11 @@ class GroupRobustPreferenceModule(L.LightningModule):
                 train_counts=self.group_counts,
                 total=counts.sum(),
             )
-            if not torch.isfinite(objective):
+            if not self._finite_on_every_rank(objective):
                 groups = sorted({self.group_names[g] for g in mb["group"].tolist()})
-                return self._nonfinite(f"non-finite loss (groups {groups})", batch_idx, i) or None
+                where = "" if torch.isfinite(objective) else f" (groups {groups})"
+                what = f"non-finite loss{where}" if where else "non-finite loss on another rank"
+                return self._nonfinite(what, batch_idx, i) or None
             # DDP averages gradients over ranks; the objective is a sum over all ranks' pairs.
             self.manual_backward(objective * self.trainer.world_size)
             total = total + objective.detach()
@@ -457,6 +466,8 @@ class GroupRobustPreferenceModule(L.LightningModule):
             }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The step of the loaded weights, for what validate/test/predict report (they do not restore global_step).
+        self.checkpoint_step = checkpoint.get("global_step")
         fresh = self.train_loss_epoch.state_dict(prefix="train_loss_epoch.")
         for key, value in fresh.items():
             checkpoint.get("state_dict", {}).setdefault(key, value)  # checkpoints from before it existed

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import Callback
 
+from grpo_lightning.callbacks import ReadsLogDir, _log_dir
 from grpo_lightning.core.alignment import opinion_alignment
 from grpo_lightning.metrics import GroupOpinionAlignment
 
@@ -77,7 +77,7 @@ def letter_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tor
     return logits.gather(-1, batch["letter_ids"])
 
 
-class OpinionAlignment(Callback):
+class OpinionAlignment(ReadsLogDir):
     """Logs per-country opinion alignment after each validation (in ``fit`` and ``validate``) and each test.
 
     With ``grpo predict`` it writes every item's alignment on the predicted split to
@@ -126,7 +126,7 @@ class OpinionAlignment(Callback):
         if not (self.predict_items and hasattr(dm, "opinion_items") and hasattr(dm, "predict_split")):
             return
         if trainer.is_global_zero and hasattr(getattr(pl_module, "policy", None), "model"):
-            path = Path(trainer.log_dir or trainer.default_root_dir) / f"opinion_alignment_{dm.predict_split}.csv"
+            path = _log_dir(trainer) / f"opinion_alignment_{dm.predict_split}.csv"
             write_item_alignments(trainer, pl_module, dm.predict_split, path, self.batch_size)
 
     def compute(self, trainer, pl_module, stage: str) -> dict[str, torch.Tensor]:

@@ -98,8 +98,18 @@ def _from_summary(path: Path) -> tuple[float | None, dict[str, dict], int | None
     return summary.get("loss"), groups, summary.get("seed")
 
 
+def _drop_no_path_found(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("No path found after")
+
+
 def events(run_dir: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util import tb_logging
+
+    # TensorBoard's directory watcher says at INFO that it read to the end of the folder, at every read (every
+    # validation, for the group-weight figure).
+    if _drop_no_path_found not in tb_logging.get_logger().filters:
+        tb_logging.get_logger().addFilter(_drop_no_path_found)
 
     ea = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 1, "histograms": 1})
     ea.Reload()
@@ -149,7 +159,47 @@ def method_of(run_dir: Path, given: Path, label_by: str, patterns: list[tuple[st
     return run_dir.parent.name if label_by == "name" else str(given)
 
 
+def resumed_run(run_dir: Path) -> Path | None:
+    """The log dir of the run ``run_dir`` resumed (``fit --ckpt_path <that dir>/checkpoints/<file>``), or None.
+
+    Read from ``resumed_from`` (written by the group-weight figure at a resume) or, for a run with checkpoints of
+    its own (a fit, not a ``test``/``validate`` of a checkpoint), the ``ckpt_path`` of its ``config.yaml``."""
+    marker = run_dir / "resumed_from"
+    if marker.is_file():
+        ckpt = marker.read_text().strip()
+    elif (run_dir / "checkpoints").is_dir():
+        ckpt = _config_value(run_dir, "ckpt_path")
+    else:
+        ckpt = None
+    if not isinstance(ckpt, str) or not ckpt or Path(ckpt).parent.name != "checkpoints":
+        return None
+    before = Path(ckpt).parent.parent.resolve()
+    return before if before != run_dir.resolve() else None
+
+
+def drop_resumed(runs: list[Run]) -> list[Run]:
+    """One run per chain of resumptions: an interrupted run and the versions that resumed it are one training
+    run, represented by the latest version with metrics (its final metrics are the run's). Counting each version
+    would weight an interrupted run twice, with the early version's metrics of a half-trained model."""
+    by_dir = {r.path.resolve(): r for r in runs}
+    superseded: dict[Path, Path] = {}
+    for run in runs:
+        seen, before = {run.path.resolve()}, resumed_run(run.path)
+        while before is not None and before not in seen:
+            seen.add(before)
+            superseded.setdefault(before, run.path)
+            before = resumed_run(before)
+    for path in superseded.keys() & by_dir.keys():
+        log.info("%s was resumed (by %s): counted as one run with it", by_dir[path].path, superseded[path])
+    return [r for r in runs if r.path.resolve() not in superseded]
+
+
 def collect_runs(paths: list[Path], stage: str, label_by: str, patterns: list[tuple[str, str]]) -> list[Run]:
+    """The runs under ``paths`` with ``stage`` metrics, one per training run (``drop_resumed``)."""
+    return drop_resumed(_collect_versions(paths, stage, label_by, patterns))
+
+
+def _collect_versions(paths: list[Path], stage: str, label_by: str, patterns: list[tuple[str, str]]) -> list[Run]:
     runs = []
     for given in paths:
         dirs = find_run_dirs(given)

@@ -95,7 +95,8 @@ class AuthorsPlateauSchedule(Callback):
         threshold: τ of the improvement test (authors: 1e-3).
         threshold_mode: ``rel`` (authors) or ``abs``.
         authors_sign: the authors' test on the negated loss (a loss up to τ worse still "improves").
-        alpha_step_factor: η_α multiplier at a cut (authors: 0.5 for GR-IPO); ignored for non-adaptive weightings.
+        alpha_step_factor: η_α multiplier at a cut (authors: 0.5 for GR-IPO); ignored for weightings without an η_α
+            (uniform, importance, CVaR, tilted).
         min_lr: stop once the smallest rate is below ``min_lr · 1.001`` (authors: 1e-8).
     """
 
@@ -135,7 +136,7 @@ class AuthorsPlateauSchedule(Callback):
                 "AuthorsPlateauSchedule sets the learning rate itself: use model.lr_scheduler: null "
                 f"(found {type(trainer.lr_scheduler_configs[0].scheduler).__name__})"
             )
-        if self.alpha_step_size is not None and hasattr(pl_module, "weighting"):
+        if self.alpha_step_size is not None and hasattr(getattr(pl_module, "weighting", None), "step_size"):
             pl_module.weighting.step_size = self.alpha_step_size
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -176,7 +177,8 @@ class AuthorsPlateauSchedule(Callback):
             for group in opt.param_groups:
                 group["lr"] = group["lr"] * self.factor
         weighting = getattr(pl_module, "weighting", None)
-        if weighting is not None and getattr(weighting, "adaptive", False):
+        # Only a weighting with an η_α (robust): CVaR and tilted weightings are adaptive without a step size.
+        if weighting is not None and getattr(weighting, "adaptive", False) and hasattr(weighting, "step_size"):
             weighting.step_size = weighting.step_size * self.alpha_step_factor
             self.alpha_step_size = weighting.step_size
         log.info(

@@ -24,10 +24,12 @@ from grpo_lightning.data.rows import (
     SPLIT_COLUMN,
     DataError,
     clean_rows,
+    fingerprint_changes,
     given_split,
     load_files,
     load_hub,
     log_skipped,
+    pair_fingerprints,
     rename_columns,
     row_refs,
     stratified_split,
@@ -109,11 +111,12 @@ class PreferenceDataModule(L.LightningDataModule):
         accumulate_grad_batches: micro-batches per optimizer step. Set it on the model
             (``--model.accumulate_grad_batches``); the CLI copies it here so the training loader
             yields one optimizer step's pairs per batch.
-        split_fractions: train/val/test fractions, per group, seeded; not used when the rows of
+        split_fractions: train/val/test fractions; a pair's split is a keyed hash of its prompt with
+            ``seed`` (``rows.stratified_split``), so it does not move when other rows change; not used when the rows of
             :meth:`load_rows` carry a ``split`` column (``train``/``val``/``test``), whose splits are
             used as given (the generated default does; a ``load_rows`` override may; files are
             read for the four pair columns only).
-        seed: seed of the split.
+        seed: the key of the split's hash.
         num_workers: DataLoader workers.
         predict_split: the split ``predict`` scores.
         chat_template: wrap each prompt in the tokenizer's chat template as one user turn with the
@@ -251,6 +254,10 @@ class PreferenceDataModule(L.LightningDataModule):
         else:
             parts = stratified_split(ds["group_id"], ds["prompt"], self.split_fractions, self.seed)
         splits = {name: ds.select(rows) for name, rows in zip(SPLITS, parts, strict=True)}
+        fingerprint = {
+            name: pair_fingerprints(sp["group"], sp["prompt"], sp["chosen"], sp["rejected"])
+            for name, sp in splits.items()
+        }
         tokenizer = self._make_tokenizer(splits["train"])
         tokenized = {}
         notes: Counter = Counter()
@@ -345,7 +352,13 @@ class PreferenceDataModule(L.LightningDataModule):
                 step,
                 small,
             )
-        return {"names": names, "counts": counts.tolist(), "tokenizer": tokenizer, "splits": tokenized}
+        return {
+            "names": names,
+            "counts": counts.tolist(),
+            "tokenizer": tokenizer,
+            "splits": tokenized,
+            "fingerprint": fingerprint,
+        }
 
     def _eval_coverage(self, names: list[str], splits: Mapping[str, datasets.Dataset]) -> dict[str, list[str]]:
         """Per evaluation split with a fraction > 0: the groups without a pair in it (after
@@ -383,8 +396,42 @@ class PreferenceDataModule(L.LightningDataModule):
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        # Saved in every checkpoint, so resuming from ``last`` can refuse another run's data.
-        return {"source": source_settings(self.path, self.hub_id, self.hub_split, self.generated)}
+        # Saved in every checkpoint, so resuming from ``last`` can refuse another run's data, and a resume or
+        # re-evaluation of the same source with other rows (a file edited in place) can say how many differ.
+        return {
+            "source": source_settings(self.path, self.hub_id, self.hub_split, self.generated),
+            "fingerprint": dict(self._prepared["fingerprint"]),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Compares the checkpoint's data with this data (Lightning calls it when it restores a checkpoint, in
+        ``fit``, ``validate``, ``test`` and ``predict``): ``fit`` on other data is refused (resumed, the run would
+        train on other pairs and other splits than the ones it started with); an evaluation is allowed with a
+        warning that names the number of changed pairs and of evaluated pairs the checkpoint was trained on."""
+        saved = state_dict.get("fingerprint")
+        if saved is None:  # checkpoints from before fingerprints
+            return
+        changes = fingerprint_changes(saved, self._prepared["fingerprint"])
+        if not any(changes.values()):
+            return
+        what = (
+            f"{self.source_name}: not the data the checkpoint was trained on: {changes['removed']} of its pairs "
+            f"are not in this data and {changes['added']} pairs are new (an edited pair counts in both)"
+        )
+        trainer = getattr(self, "trainer", None)
+        fn = str(trainer.state.fn.value) if trainer is not None and trainer.state.fn else ""
+        if fn == "fit":
+            raise ValueError(
+                f"{what}; resuming would train on other pairs: resume with the run's data, or start a new run "
+                "without --ckpt_path"
+            )
+        if trainer is None or trainer.is_global_zero:
+            seen = changes["seen_in_training"]
+            log.warning(
+                "%s; %s of this data's val/test pairs were training pairs of the checkpoint",
+                what,
+                seen if seen else "none",
+            )
 
     # ---------------------------------------------------------------- linked into the model
     @property

@@ -1,0 +1,101 @@
+"""DDP through the ``grpo`` command as a user runs it: ``--trainer.strategy ddp --trainer.devices 2
+--trainer.accelerator cpu`` (gloo), each command a real subprocess that Lightning re-launches once per rank.
+
+Every collective must be reached by every rank: Lightning's ``trainer.log_dir`` is one (rank 0
+broadcasts it), and a read of it on rank 0 alone hung ``fit`` or failed it at teardown."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_MODEL_FLAGS
+
+ROOT = Path(__file__).resolve().parents[1]
+DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+SMALL = [
+    "--config",
+    str(ROOT / "configs/default.yaml"),
+    "--data.init_args.generated.num_pairs",
+    "100",
+    "--data.init_args.generated.val_questions",
+    "2",
+    "--data.init_args.generated.test_questions",
+    "2",
+    "--data.init_args.batch_size",
+    "8",
+    "--data.init_args.max_length",
+    "64",
+    "--data.init_args.max_prompt_length",
+    "56",
+    *TINY_MODEL_FLAGS,
+    "--trainer.enable_progress_bar",
+    "false",
+    "--trainer.enable_model_summary",
+    "false",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _grpo(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(_free_port()),
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    for k in ("LOCAL_RANK", "NODE_RANK", "WORLD_SIZE", "RANK", "GROUP_RANK"):
+        env.pop(k, None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "grpo_lightning.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, f"grpo {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-6000:]}"
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_fit_test_and_predict_under_ddp_finish_and_write_their_files(tmp_path):
+    logs = ["--trainer.logger.init_args.save_dir", str(tmp_path / "logs"), "--trainer.logger.init_args.name", "ddp"]
+    _grpo(tmp_path, "fit", *SMALL, *DDP, *logs, "--trainer.max_steps", "4", "--trainer.val_check_interval", "2")
+    run = tmp_path / "logs/ddp/version_0"
+    ckpt = run / "checkpoints/last.ckpt"
+    assert (run / "tokenizer").is_dir() and (run / "summary_val.json").is_file()
+    assert torch.load(ckpt, weights_only=True)["global_step"] == 4
+    _grpo(tmp_path, "test", *SMALL, *DDP, *logs, "--ckpt_path", str(ckpt))
+    assert (tmp_path / "logs/ddp/version_1/summary_test.json").is_file()
+    _grpo(tmp_path, "predict", *SMALL, *DDP, *logs, "--ckpt_path", str(ckpt), "--data.init_args.predict_split", "test")
+    predictions = (tmp_path / "logs/ddp/version_2/predictions.csv").read_text().splitlines()
+    assert len(predictions) > 1 and predictions[0].startswith("index,")
+
+
+@pytest.mark.slow
+@pytest.mark.distributed
+def test_fit_and_validate_under_ddp_without_a_logger(tmp_path):
+    """No logger: both commands write into ``default_root_dir``; ``--ckpt_path last`` finds the checkpoint
+    there, and the second command's config is ``config-v1.yaml`` (not Lightning's refusal)."""
+    out = tmp_path / "out"
+    no_logger = ["--trainer.logger", "false", "--trainer.default_root_dir", str(out)]
+    _grpo(tmp_path, "fit", *SMALL, *DDP, *no_logger, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1")
+    assert (out / "checkpoints/last.ckpt").is_file() and (out / "config.yaml").is_file()
+    _grpo(tmp_path, "validate", *SMALL, *DDP, *no_logger, "--ckpt_path", "last")
+    assert (out / "config-v1.yaml").is_file()
