@@ -9,7 +9,7 @@ export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install demo figure test test-fast lint format notebooks clean smollm2 goqa-smollm2
+.PHONY: install demo figure test test-fast gpu-smoke lint format notebooks clean smollm2 goqa-smollm2
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ GOQA_SOURCE ?= --data $(GOQA_DATA)
 GOQA_ARGS ?=
 goqa-smollm2: smollm2
 	$(PY) -m grpo_lightning.goqa_experiment $(GOQA_SOURCE) $(GOQA_ARGS)
+
+# FSDP + bf16 fit and --ckpt_path last resume of the default task on the GPUs nvidia-smi lists (scripts/gpu_smoke.sh);
+# without a GPU it says so and exits 0 (Lightning's FSDP needs a GPU; CPU CI tests DDP with gloo).
+gpu-smoke: $(STAMP)
+	PY=$(PY) scripts/gpu_smoke.sh
 
 notebooks: $(STAMP)
 	$(PY) notebooks/run.py --out logs/notebooks

@@ -257,6 +257,18 @@ class HFExport(ReadsLogDir):
         self.save_on_train_end = save_on_train_end
         self.dirpath = dirpath
 
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit" and self.save_on_train_end:
+            from grpo_lightning.sharding import shards_parameters
+
+            if shards_parameters(trainer.strategy):
+                # rank 0 holds a shard of each weight: save_pretrained would write a broken model.
+                raise ValueError(
+                    "export.save_on_train_end is not supported with a strategy that shards the parameters (FSDP): "
+                    "train this stage with DDP, or turn the export off"
+                )
+
     def on_train_end(self, trainer, pl_module) -> None:
         if not self.save_on_train_end or not trainer.is_global_zero:
             return

@@ -31,12 +31,26 @@ class RunCheckpoint(ModelCheckpoint):
       default Ctrl-C handler is replaced only while training; an ignored or custom one is kept.
     * A run stopped by a signal exits with the shell's status for it (130 for SIGINT, 143 for
       SIGTERM): Lightning's ``SIGTERMException`` is a bare ``SystemExit``, status 0.
+    * Several processes (DDP): Lightning 2.6's SIGTERM handler runs a collective (a broadcast from
+      rank 0) inside the signal handler of the rank that got the signal, which the other ranks do
+      not join at that moment, so the run hung. From the sanity check (or the first step) on, the
+      handler here only notes the request; after every training step all ranks all-reduce it
+      (``strategy.reduce_boolean_decision``) and, when any rank got a signal, every rank sets the
+      trainer's ``received_sigterm`` at once. Lightning then stops every rank at the same point,
+      after that step, and ``last.ckpt`` is written collectively. A signal to the launching process
+      alone (rank 0; the ranks it started may never get one) or to any other rank stops them all.
     """
 
     _sigint_previous = None
     _sigint_received = False
+    _sigterm_previous = None
+    _stop_requested = False
+
+    def on_sanity_check_start(self, trainer, pl_module) -> None:
+        self._take_over_sigterm(trainer)
 
     def on_train_start(self, trainer, pl_module) -> None:
+        self._take_over_sigterm(trainer)
         self._sigint_received = False
         # Not on Windows, where Lightning installs no SIGTERM handler (a SIGTERM would just end the process).
         if (
@@ -58,8 +72,41 @@ class RunCheckpoint(ModelCheckpoint):
             signal.signal(signal.SIGINT, self._sigint_previous)
             self._sigint_previous = None
 
+    def _take_over_sigterm(self, trainer) -> None:
+        # Only with several processes; one process keeps Lightning's handler (no collective there). Lightning
+        # installs its handler just before the sanity check, so it is replaced at the first hook after that.
+        if (
+            trainer.world_size > 1
+            and self._sigterm_previous is None
+            and os.name != "nt"
+            and threading.current_thread() is threading.main_thread()
+        ):
+            self._stop_requested = False
+            self._sigterm_previous = signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, signum, frame) -> None:
+        # No collective and no I/O but a log line: the ranks agree on stopping after the next step.
+        if not self._stop_requested:
+            log.warning("SIGTERM (pid %d): all ranks stop after this step with a checkpoint", os.getpid())
+        self._stop_requested = True
+
+    def _restore_sigterm(self) -> None:
+        if self._sigterm_previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._sigterm_previous)
+            self._sigterm_previous = None
+
+    def _agree_on_stop(self, trainer) -> None:
+        # Every rank reaches this after every training step (one step is one batch here), so the all-reduce is
+        # collective; the decision is the same on every rank, and Lightning raises SIGTERMException on every
+        # rank at the end of this step. Lightning has no public setter for the flag its loops read.
+        if self._sigterm_previous is not None and trainer.strategy.reduce_boolean_decision(
+            self._stop_requested, all=False
+        ):
+            trainer._signal_connector.received_sigterm = True
+
     def on_train_end(self, trainer, pl_module) -> None:
         self._restore_sigint()
+        self._restore_sigterm()
         # Lightning's on_train_end writes last.ckpt even under fast_dev_run (which suppresses every other save),
         # into <default_root_dir>/checkpoints, one more last-vN.ckpt per run.
         if not trainer.fast_dev_run:
@@ -67,9 +114,11 @@ class RunCheckpoint(ModelCheckpoint):
 
     def teardown(self, trainer, pl_module, stage: str) -> None:
         self._restore_sigint()
+        self._restore_sigterm()
         super().teardown(trainer, pl_module, stage)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._agree_on_stop(trainer)
         # An epoch's last step is saved at the epoch's end instead (below): Lightning resumes a
         # checkpoint written between the last batch and the epoch's end without calling the next
         # epoch's start hooks, so its loop progress would differ from an uninterrupted run's.
@@ -100,6 +149,7 @@ class RunCheckpoint(ModelCheckpoint):
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         self._restore_sigint()
         if not isinstance(exception, SIGTERMException):
+            self._restore_sigterm()
             return
         if trainer.state.fn == "fit" and self._should_save_on_exception(trainer):
             if self.save_last:
@@ -110,5 +160,7 @@ class RunCheckpoint(ModelCheckpoint):
             log.warning(
                 "stopped by a signal after step %d; checkpoint: %s", trainer.global_step, self._last_checkpoint_saved
             )
+        # Restored after the save: a second SIGTERM during it must not reach Lightning's collective handler.
+        self._restore_sigterm()
         if exception.code in (None, 0):
             exception.code = 128 + (signal.SIGINT if self._sigint_received else signal.SIGTERM)

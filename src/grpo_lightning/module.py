@@ -36,6 +36,7 @@ from grpo_lightning.data.ref_cache import (
 from grpo_lightning.losses import IPO, PreferenceLoss, loss_from_dict
 from grpo_lightning.metrics import EVAL_STAGES, GroupPreferenceMetrics
 from grpo_lightning.policies import CausalLM, PolicySpec
+from grpo_lightning.sharding import fsdp_root, shards_parameters
 
 log = logging.getLogger(__name__)
 
@@ -265,7 +266,16 @@ class GroupRobustPreferenceModule(L.LightningModule):
 
     def _optimizer_step(self) -> None:
         opt = self.optimizers()
-        if self.hparams.gradient_clip_val is not None:
+        root = fsdp_root(self.trainer.strategy)
+        if (
+            self.hparams.gradient_clip_val is not None
+            and root is not None
+            and self.hparams.gradient_clip_algorithm != "value"
+        ):
+            # Under FSDP each rank holds a shard of each gradient: the norm is the root module's, over all shards
+            # (Lightning's FSDP precision refuses norm clipping; torch.nn.utils.clip_grad_norm_ would use the shard's).
+            root.clip_grad_norm_(self.hparams.gradient_clip_val)
+        elif self.hparams.gradient_clip_val is not None:
             self.clip_gradients(
                 opt,
                 gradient_clip_val=self.hparams.gradient_clip_val,
@@ -368,6 +378,13 @@ class GroupRobustPreferenceModule(L.LightningModule):
 
     # ------------------------------------------------------------------ cached reference log-probs
     def setup(self, stage: str) -> None:
+        sharded = self._trainer is not None and shards_parameters(self._trainer.strategy)
+        if stage == "fit" and self.hparams.get("precompute_ref_logps") and sharded:
+            # The cache is keyed by a fingerprint of the reference's weights, which a rank holds only a shard of.
+            raise ValueError(
+                "model.precompute_ref_logps is not supported with a strategy that shards the parameters (FSDP): "
+                "use DDP, or leave it off"
+            )
         # validate/test/predict after a fit freed the reference: give the data module (perhaps a fresh one) the
         # columns too, for the splits that are the data the cache was computed on.
         dm = self._trainer.datamodule if self._trainer is not None else None
@@ -481,10 +498,11 @@ class GroupRobustPreferenceModule(L.LightningModule):
         # keep this module's (the same initial weights), and drop a saved one this module lacks.
         state, prefix = checkpoint.get("state_dict"), "policy.reference."
         if state is not None:
-            own = {k: v for k, v in self.state_dict().items() if k.startswith(prefix)}
             saved = [k for k in state if k.startswith(prefix)]
+            own = any(name.startswith(prefix) for name, _ in self.named_parameters())
             if own and not saved:
-                state.update(own)
+                # The values only when needed: a state_dict of a sharded (FSDP) module is a collective.
+                state.update({k: v for k, v in self.state_dict().items() if k.startswith(prefix)})
             elif saved and not own:
                 for k in saved:
                     del state[k]
@@ -522,13 +540,16 @@ class GroupRobustPreferenceModule(L.LightningModule):
         embeddings = getattr(getattr(self.policy, "model", None), "get_input_embeddings", lambda: None)()
         if embeddings is None or "state_dict" not in checkpoint:
             return
+        # The size from the module, not from the weight: under FSDP a rank holds a flat shard of it.
+        size = getattr(embeddings, "num_embeddings", None)
         for name, param in self.named_parameters():
             if param is embeddings.weight and name in checkpoint["state_dict"]:
                 rows = checkpoint["state_dict"][name].shape[0]
-                if rows != param.shape[0]:
+                size = param.shape[0] if size is None else size
+                if rows != size:
                     raise ValueError(
                         f"the checkpoint's vocabulary has {rows} tokens (embedding rows) but this run's model "
-                        f"{param.shape[0]} (from a tokenizer of {len(self.tokenizer) if self.tokenizer else '?'} "
+                        f"{size} (from a tokenizer of {len(self.tokenizer) if self.tokenizer else '?'} "
                         "tokens): use the run's tokenizer (data.tokenizer=<ckpt>)"
                     )
                 return
