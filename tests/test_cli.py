@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import TINY_DATA_FLAGS, TINY_MODEL_FLAGS, composed_yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -162,7 +163,10 @@ CONFIGS = sorted(p.relative_to(ROOT) for p in (ROOT / "configs").rglob("*.yaml")
 
 
 def _external_model(config: Path) -> str | None:
-    """Why a config's model cannot be built here (a hub id offline, a GGUF file not installed)."""
+    """Why a config's model cannot be built here (a hub id offline, a GGUF file not installed, FSDP without a GPU)."""
+    strategy = (composed_yaml(config).get("trainer") or {}).get("strategy") or {}
+    if "FSDP" in str(strategy.get("class_path", strategy)).upper() and not torch.cuda.is_available():
+        return "FSDP (configs/base/fsdp.yaml): Lightning refuses it without a GPU; scripts/gpu_smoke.sh runs it on one"
     policy = (composed_yaml(config).get("model") or {}).get("policy") or {}
     args = policy.get("init_args") or {}
     gguf, name = args.get("gguf_file"), args.get("name_or_path")
