@@ -64,15 +64,10 @@ class _FixedBatches(PreferenceDataModule):
         )
 
 
-def reference_cache(mode: str, out: str) -> None:
-    ddp = mode == "refcache_ddp"
-    # 100 generated pairs: 82/6/12 with eval batches of 3 → 28, 2 and 4 batches, the last train batch of 1.
-    dm = PreferenceDataModule(
-        generated=GeneratedOpinions(num_pairs=100, val_questions=0, test_questions=0),
-        max_length=64, max_prompt_length=56, batch_size=4, eval_batch_size=3,
-    )  # fmt: skip
+def _tiny_ipo_module(dm: PreferenceDataModule, **settings) -> GroupRobustPreferenceModule:
+    """A one-layer tiny Llama with IPO (β 0.1), uniform weights and SGD at 0.01, seeded; ``settings`` add to it."""
     L.seed_everything(0)
-    module = GroupRobustPreferenceModule(
+    return GroupRobustPreferenceModule(
         policy=CausalLM(
             tiny=TinyLlama(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
         ),
@@ -83,9 +78,18 @@ def reference_cache(mode: str, out: str) -> None:
         tokenizer=dm.tokenizer,
         optimizer=functools.partial(torch.optim.SGD, lr=0.01),
         lr_scheduler=None,
-        precompute_ref_logps=True,
-        ref_cache_dir=os.path.join(out, f"cache_{mode}"),
+        **settings,
     )
+
+
+def reference_cache(mode: str, out: str) -> None:
+    ddp = mode == "refcache_ddp"
+    # 100 generated pairs: 82/6/12 with eval batches of 3 → 28, 2 and 4 batches, the last train batch of 1.
+    dm = PreferenceDataModule(
+        generated=GeneratedOpinions(num_pairs=100, val_questions=0, test_questions=0),
+        max_length=64, max_prompt_length=56, batch_size=4, eval_batch_size=3,
+    )  # fmt: skip
+    module = _tiny_ipo_module(dm, precompute_ref_logps=True, ref_cache_dir=os.path.join(out, f"cache_{mode}"))
     trainer = L.Trainer(
         accelerator="cpu", devices=2 if ddp else 1, strategy="ddp" if ddp else "auto", max_steps=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
@@ -127,20 +131,7 @@ def nonfinite(out: str) -> None:
         generated=GeneratedOpinions(num_pairs=100, val_questions=2, test_questions=2),
         max_length=64, max_prompt_length=56, batch_size=PER_RANK,
     )  # fmt: skip
-    L.seed_everything(0)
-    module = GroupRobustPreferenceModule(
-        policy=CausalLM(
-            tiny=TinyLlama(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-        ),
-        loss=LossConfig(name="ipo", beta=0.1),
-        weighting=WeightingConfig(name="uniform"),
-        group_names=dm.group_names,
-        group_counts=dm.train_group_counts,
-        tokenizer=dm.tokenizer,
-        optimizer=functools.partial(torch.optim.SGD, lr=0.01),
-        lr_scheduler=None,
-        on_nonfinite="skip",
-    )
+    module = _tiny_ipo_module(dm, on_nonfinite="skip")
     poison = _PoisonOneRank()
     trainer = L.Trainer(
         accelerator="cpu", devices=2, strategy="ddp", max_steps=STEPS, logger=False, enable_checkpointing=False,

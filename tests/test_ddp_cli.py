@@ -16,25 +16,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL_FLAGS
+from conftest import TINY_DATA_FLAGS, TINY_MODEL_FLAGS
 
 ROOT = Path(__file__).resolve().parents[1]
 DDP = ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
 SMALL = [
     "--config",
     str(ROOT / "configs/default.yaml"),
-    "--data.init_args.generated.num_pairs",
-    "100",
-    "--data.init_args.generated.val_questions",
-    "2",
-    "--data.init_args.generated.test_questions",
-    "2",
+    *TINY_DATA_FLAGS,
     "--data.init_args.batch_size",
     "8",
-    "--data.init_args.max_length",
-    "64",
-    "--data.init_args.max_prompt_length",
-    "56",
     *TINY_MODEL_FLAGS,
     "--trainer.enable_progress_bar",
     "false",
