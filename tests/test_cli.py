@@ -224,17 +224,17 @@ def test_ckpt_path_last_finds_the_newest_version(tmp_path):
     """With per-version checkpoint folders, `--ckpt_path last` means the newest run's last.ckpt."""
     import os
 
-    from grpo_lightning.cli import _latest_last_checkpoint
+    from grpo_lightning.resume import latest_last_checkpoint
 
     logger = {"class_path": "TensorBoardLogger", "init_args": {"save_dir": str(tmp_path), "name": "run"}}
     with pytest.raises(FileNotFoundError, match="ckpt_path last"):
-        _latest_last_checkpoint(logger)
+        latest_last_checkpoint(logger)
     for i, mtime in ((0, 100), (1, 300), (2, 200)):
         f = tmp_path / "run" / f"version_{i}" / "checkpoints" / "last.ckpt"
         f.parent.mkdir(parents=True)
         f.write_bytes(b"x")
         os.utime(f, (mtime, mtime))
-    assert _latest_last_checkpoint(logger).endswith("version_1/checkpoints/last.ckpt")
+    assert latest_last_checkpoint(logger).endswith("version_1/checkpoints/last.ckpt")
 
 
 def test_fit_without_a_logger(tmp_path):
