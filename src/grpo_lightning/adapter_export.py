@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from grpo_lightning.callbacks import ReadsLogDir, run_log_dir
+from grpo_lightning.log_dir import ReadsLogDir, run_log_dir
 
 log = logging.getLogger(__name__)
 

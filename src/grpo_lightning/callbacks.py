@@ -14,40 +14,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, TQDMProgressBar
 
+from grpo_lightning.log_dir import ReadsLogDir, log_dir_path, run_log_dir
 from grpo_lightning.metrics.tags import group_weight_tags
 
 log = logging.getLogger(__name__)
-
-
-_LOG_DIR_ATTR = "_grpo_log_dir"
-
-
-def run_log_dir(trainer: L.Trainer) -> str | None:
-    """``trainer.log_dir``, read once per trainer and kept.
-
-    Lightning's ``trainer.log_dir`` is a collective (rank 0 broadcasts its logger's version), so a
-    read on rank 0 alone, after ``if trainer.is_global_zero``, waits forever under DDP. Every
-    callback that writes into the log dir reads it first in ``setup``, which all ranks run; a later
-    read (on one rank) returns the kept value without a collective."""
-    kept = vars(trainer)
-    if _LOG_DIR_ATTR not in kept:
-        kept[_LOG_DIR_ATTR] = trainer.log_dir
-    return kept[_LOG_DIR_ATTR]
-
-
-def _log_dir(trainer: L.Trainer) -> Path:
-    return Path(run_log_dir(trainer) or trainer.default_root_dir)
-
-
-class ReadsLogDir(Callback):
-    """A callback that writes into the log dir: reads it on every rank at ``setup`` (see ``run_log_dir``)."""
-
-    def setup(self, trainer, pl_module, stage: str) -> None:
-        run_log_dir(trainer)
 
 
 class GroupWeightFigure(Callback):
@@ -205,7 +178,7 @@ class PredictionCSVWriter(ReadsLogDir, BasePredictionWriter):
         if not trainer.is_global_zero:
             return
         _add_sources(rows, trainer.datamodule)
-        path = Path(self.output_path) if self.output_path else _log_dir(trainer) / "predictions.csv"
+        path = Path(self.output_path) if self.output_path else log_dir_path(trainer) / "predictions.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=[*self.FIELDS, "margin"])
@@ -238,7 +211,7 @@ class SaveTokenizer(ReadsLogDir):
         if run_log_dir(trainer) is None:  # no logger (e.g. fast_dev_run): nowhere that belongs to the run
             return
         if tok is not None and trainer.is_global_zero and hasattr(tok, "save_pretrained"):
-            path = _log_dir(trainer) / "tokenizer"
+            path = log_dir_path(trainer) / "tokenizer"
             tok.save_pretrained(str(path))
             log.info("saved the tokenizer to %s", path)
 
@@ -275,7 +248,7 @@ class HFExport(ReadsLogDir):
         if self.dirpath is None and run_log_dir(trainer) is None:
             log.warning("no logger and no export.dirpath: the Hugging Face export is skipped")
             return
-        path = Path(self.dirpath) if self.dirpath else _log_dir(trainer) / "hf_model"
+        path = Path(self.dirpath) if self.dirpath else log_dir_path(trainer) / "hf_model"
         model = pl_module.policy.model
         if hasattr(model, "merge_and_unload"):  # a peft model: save the merged weights
             import copy
@@ -385,7 +358,7 @@ class GroupSummary(ReadsLogDir):
             return
         log.info("%s", format_summary(summary))
         if self.write_file and run_log_dir(trainer) is not None:
-            path = _log_dir(trainer) / f"summary_{summary['split']}.json"
+            path = log_dir_path(trainer) / f"summary_{summary['split']}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(summary, indent=2) + "\n")
             log.info("wrote the %s summary to %s", summary["split"], path)

@@ -26,7 +26,6 @@ from grpo_lightning.callbacks import (
     PredictionCSVWriter,
     ProgressBar,
     SaveTokenizer,
-    run_log_dir,
 )
 from grpo_lightning.checkpointing import RunCheckpoint
 from grpo_lightning.config_files import ComposedConfigFile
@@ -43,6 +42,7 @@ from grpo_lightning.errors import (
 )
 from grpo_lightning.held_out import HeldOutScores
 from grpo_lightning.host_memory import HostMemory, describe, set_host_memory
+from grpo_lightning.log_dir import log_dir_path
 from grpo_lightning.module import GroupRobustPreferenceModule
 from grpo_lightning.opinion_alignment import OpinionAlignment
 from grpo_lightning.resume import (
@@ -95,7 +95,7 @@ class RunConfig(SaveConfigCallback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if self.already_saved or not self.save_to_log_dir:
             return super().setup(trainer, pl_module, stage)
-        log_dir = Path(run_log_dir(trainer) or trainer.default_root_dir)
+        log_dir = log_dir_path(trainer)
         stem, suffix = os.path.splitext(self.config_filename)
         name = self.config_filename
         if trainer.is_global_zero and not self.overwrite and (log_dir / name).is_file():

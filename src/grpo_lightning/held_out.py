@@ -20,7 +20,8 @@ from typing import Literal
 
 import torch
 
-from grpo_lightning.callbacks import PredictionCSVWriter, ReadsLogDir, _add_sources, _log_dir
+from grpo_lightning.callbacks import PredictionCSVWriter, _add_sources
+from grpo_lightning.log_dir import ReadsLogDir, log_dir_path
 from grpo_lightning.opinion_alignment import write_item_alignments
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ class HeldOutScores(ReadsLogDir):
             return
         if len(dm.dataset(self.split)) == 0:
             return
-        out_dir = _log_dir(trainer)
+        out_dir = log_dir_path(trainer)
         loader = dm.val_dataloader() if self.split == "val" else dm.test_dataloader()
         names, rows = pl_module.group_names, []
         was_training = pl_module.training

@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from grpo_lightning.callbacks import ReadsLogDir, _log_dir
 from grpo_lightning.core.alignment import opinion_alignment
+from grpo_lightning.log_dir import ReadsLogDir, log_dir_path
 from grpo_lightning.metrics import GroupOpinionAlignment
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class OpinionAlignment(ReadsLogDir):
         if not (self.predict_items and hasattr(dm, "opinion_items") and hasattr(dm, "predict_split")):
             return
         if trainer.is_global_zero and hasattr(getattr(pl_module, "policy", None), "model"):
-            path = _log_dir(trainer) / f"opinion_alignment_{dm.predict_split}.csv"
+            path = log_dir_path(trainer) / f"opinion_alignment_{dm.predict_split}.csv"
             write_item_alignments(trainer, pl_module, dm.predict_split, path, self.batch_size)
 
     def compute(self, trainer, pl_module, stage: str) -> dict[str, torch.Tensor]:
