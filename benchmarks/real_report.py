@@ -39,7 +39,7 @@ def child(mode_name: str, n_pairs: int, epochs: int, cache_dir: str, threads: in
 
     import torch
 
-    from grpo_lightning.host_memory import set_host_memory
+    from grpo_lightning.cli.host_memory import set_host_memory
 
     mode = rs.MODES[mode_name]
     # As the grpo CLI does (--host_memory), for every mode alike, TRL and the bare loop too.

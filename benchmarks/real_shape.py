@@ -255,8 +255,8 @@ def run_ours(mode: Mode, n_pairs: int, epochs: int, cache_dir: str):
     import lightning as L
     import torch
 
-    from grpo_lightning.config import LossConfig, WeightingConfig
-    from grpo_lightning.module import GroupRobustPreferenceModule
+    from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
+    from grpo_lightning.training.module import GroupRobustPreferenceModule
 
     dm = make_data(mode.grouped, n_pairs)
     module = GroupRobustPreferenceModule(

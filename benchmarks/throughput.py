@@ -79,9 +79,9 @@ def run_ours(mode: str, steps: int, warmup: int, cache_dir: str) -> dict:
     import lightning as L
     import torch
 
-    from grpo_lightning.config import LossConfig, WeightingConfig
-    from grpo_lightning.module import GroupRobustPreferenceModule
     from grpo_lightning.policies import CausalLM, LoraSettings, TinyLlama
+    from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
+    from grpo_lightning.training.module import GroupRobustPreferenceModule
 
     dm = make_data()
     base = rss_mib()

@@ -23,8 +23,8 @@ echo "gpu-smoke: $GPUS GPU(s), FSDP + bf16-mixed, $STEPS + $STEPS steps, logs in
 RUN=(--config configs/default.yaml --config configs/base/fsdp.yaml --trainer.devices "$GPUS"
      --trainer.logger.init_args.save_dir "$OUT/logs" --trainer.logger.init_args.name smoke
      --trainer.enable_progress_bar false --trainer.num_sanity_val_steps 0 --trainer.limit_val_batches 2)
-"$PY" -m grpo_lightning.cli fit "${RUN[@]}" --trainer.max_steps "$STEPS"
-"$PY" -m grpo_lightning.cli fit "${RUN[@]}" --trainer.max_steps "$((2 * STEPS))" --ckpt_path last
+"$PY" -m grpo_lightning.cli.app fit "${RUN[@]}" --trainer.max_steps "$STEPS"
+"$PY" -m grpo_lightning.cli.app fit "${RUN[@]}" --trainer.max_steps "$((2 * STEPS))" --ckpt_path last
 
 "$PY" - "$OUT/logs/smoke" "$STEPS" <<'PY'
 import sys

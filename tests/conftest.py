@@ -35,9 +35,9 @@ def tiny_dm_factory():
 
 @pytest.fixture()
 def make_module():
-    from grpo_lightning.config import LossConfig, WeightingConfig
-    from grpo_lightning.module import GroupRobustPreferenceModule
     from grpo_lightning.policies import CausalLM, TinyLlama
+    from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
+    from grpo_lightning.training.module import GroupRobustPreferenceModule
 
     def make(dm, *, loss=None, weighting=None, **kwargs):
         return GroupRobustPreferenceModule(
@@ -94,7 +94,7 @@ def composed_yaml(path) -> dict:
     class_path rules: for tests that read a config's own keys (a policy's file, a data class) without parsing it."""
     import yaml
 
-    from grpo_lightning.config_files import BASE_KEY, composed_files
+    from grpo_lightning.cli.config_files import BASE_KEY, composed_files
 
     def merge(into: dict, new: dict) -> dict:
         for key, value in new.items():

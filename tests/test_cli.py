@@ -13,7 +13,7 @@ import torch
 from conftest import TINY_DATA_FLAGS, TINY_MODEL_FLAGS, composed_yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from grpo_lightning.cli import main
+from grpo_lightning.cli.app import main
 from grpo_lightning.metrics import eval_tags, train_tags
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,7 +224,7 @@ def test_ckpt_path_last_finds_the_newest_version(tmp_path):
     """With per-version checkpoint folders, `--ckpt_path last` means the newest run's last.ckpt."""
     import os
 
-    from grpo_lightning.resume import latest_last_checkpoint
+    from grpo_lightning.cli.resume import latest_last_checkpoint
 
     logger = {"class_path": "TensorBoardLogger", "init_args": {"save_dir": str(tmp_path), "name": "run"}}
     with pytest.raises(FileNotFoundError, match="ckpt_path last"):

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import TINY_DATA_FLAGS, TINY_MODEL_FLAGS
 
-from grpo_lightning import compare
-from grpo_lightning.cli import main as grpo
+from grpo_lightning.analysis import compare
+from grpo_lightning.cli.app import main as grpo
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,7 +141,7 @@ def test_launch_runs_each_config_and_seed_in_its_own_dir(tmp_path, monkeypatch, 
     compare.main([*argv, "--", "--trainer.max_epochs", "2"])
     assert len(calls) == 4
     assert all(
-        c[1:5] == ["-m", "grpo_lightning.cli", "fit", "--config"] and c[-2:] == ["--trainer.max_epochs", "2"]
+        c[1:5] == ["-m", "grpo_lightning.cli.app", "fit", "--config"] and c[-2:] == ["--trainer.max_epochs", "2"]
         for c in calls
     )
     out = capsys.readouterr().out
@@ -185,7 +185,7 @@ def test_a_test_run_draws_the_weights_of_the_run_it_tested(tmp_path):
     reads them from the fit run named by the test run's config.yaml."""
     from torch.utils.tensorboard import SummaryWriter
 
-    from grpo_lightning.runs import read_run
+    from grpo_lightning.analysis.runs import read_run
 
     fit, test = tmp_path / "gripo" / "seed_0", tmp_path / "gripo" / "seed_0_test"
     writer = SummaryWriter(str(fit))
@@ -221,7 +221,7 @@ def test_a_chain_of_resumed_versions_counts_as_one_run(tmp_path):
     version_1 (its config's ``ckpt_path``; e.g. a CSV logger, which writes no ``resumed_from``): one run, whose
     metrics are version_2's. version_3 is another run; a ``test`` of version_2's checkpoint (no checkpoints of its
     own) resumed nothing."""
-    from grpo_lightning.runs import collect_runs
+    from grpo_lightning.analysis.runs import collect_runs
 
     v0 = _version(tmp_path, 0, 19.0)
     v1 = _version(tmp_path, 1, 17.0, resumed=str(v0 / "checkpoints/last.ckpt"))

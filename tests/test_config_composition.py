@@ -112,7 +112,7 @@ def _flat(value, prefix: str = "") -> dict:
 
 
 def _merged(*configs: str) -> dict:
-    from grpo_lightning.cli import main
+    from grpo_lightning.cli.app import main
 
     args = [a for c in configs for a in ("--config", str(ROOT / c))]
     # Without seed_everything Lightning seeds with PL_GLOBAL_SEED, else 0, and the CLI stores that seed: an
@@ -174,7 +174,7 @@ def _write(path: Path, text: str) -> str:
 
 
 def _parse(*args: str):
-    from grpo_lightning.cli import main
+    from grpo_lightning.cli.app import main
 
     return main(list(args), run=False, instantiate=False).config
 
@@ -223,7 +223,7 @@ def test_a_base_loop_or_a_missing_base_is_refused_naming_the_files(tmp_path):
 def test_the_saved_config_is_complete_and_has_no_bases(tmp_path, capsys):
     """What LightningCLI prints and saves (config.yaml beside the logs) is the merged configuration: it holds
     no __base__ and, read back on its own, gives the run's settings."""
-    from grpo_lightning.cli import main
+    from grpo_lightning.cli.app import main
 
     with pytest.raises(SystemExit):
         main(["--config", str(ROOT / "configs/experiment/goqa_tiny_gripo.yaml"), "--print_config"], run=False)
@@ -234,7 +234,7 @@ def test_the_saved_config_is_complete_and_has_no_bases(tmp_path, capsys):
 
 
 def test_every_base_reference_in_configs_names_a_file():
-    from grpo_lightning.config_files import composed_files
+    from grpo_lightning.cli.config_files import composed_files
 
     for path in sorted((ROOT / "configs").rglob("*.yaml")):
         for file in composed_files(path):

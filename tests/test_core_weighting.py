@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from grpo_lightning.config import WeightingConfig
 from grpo_lightning.core import (
     WEIGHTINGS,
     cvar_log_weights,
@@ -21,6 +20,7 @@ from grpo_lightning.core import (
     tilted_log_weights,
     weighted_objective,
 )
+from grpo_lightning.training.legacy_config import WeightingConfig
 
 
 def test_alpha_step_two_groups_by_hand():
@@ -357,7 +357,7 @@ def test_weighting_config_builds_the_new_settings():
 def test_chi_scaled_step_hand_numbers():
     """``chi_scaled_step`` (the authors' bandit code): η_α χ in the exponent. K = 2, α = (½, ½), L̂ = (1, 0), η_α = 1,
     χ = 0.5: α₀ = e^{0.5}/(e^{0.5} + 1) = 0.6224593 (without it: e/(e + 1) = 0.7310586); w = 0.25 + 0.5 α."""
-    from grpo_lightning.config import WeightingConfig
+    from grpo_lightning.training.legacy_config import WeightingConfig
 
     log_alpha = torch.log(torch.tensor([0.5, 0.5], dtype=torch.float64))
     losses = torch.tensor([1.0, 0.0], dtype=torch.float64)

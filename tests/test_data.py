@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from grpo_lightning.data import DataError, GeneratedOpinions, PreferenceDataModule
-from grpo_lightning.data.generated import GROUPS
 from grpo_lightning.data.module import SPLITS
 from grpo_lightning.data.rows import stratified_split
+from grpo_lightning.data.sources.generated import GROUPS
 from grpo_lightning.data.tokenization import PairCollator, tokenize_pairs, train_tokenizer
 
 
@@ -316,7 +316,7 @@ def test_a_split_column_with_another_value_is_refused_naming_the_row():
 def test_default_experiments_share_data_seed_and_steps_and_evaluate_every_group_alike():
     """IPO, IS-IPO and GR-IPO on the default task differ only in the weighting and the log name,
     and evaluate each group on ≥ 100 val and ≥ 200 test pairs on questions no group trains on."""
-    from grpo_lightning.cli import main
+    from grpo_lightning.cli.app import main
 
     root = Path(__file__).resolve().parents[1] / "configs"
     files = {name: root / "experiment" / f"default_{name}.yaml" for name in ("ipo", "isipo", "gripo")}

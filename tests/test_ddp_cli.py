@@ -58,7 +58,7 @@ def _env() -> dict[str, str]:
 
 def _grpo(cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, "-m", "grpo_lightning.cli", *args],
+        [sys.executable, "-m", "grpo_lightning.cli.app", *args],
         cwd=cwd,
         env=_env(),
         capture_output=True,
@@ -125,7 +125,7 @@ def test_sigterm_under_ddp_checkpoints_the_step_and_resume_last_equals_uninterru
 
     ckpt = stopped / "logs/default/version_0/checkpoints/last.ckpt"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "grpo_lightning.cli", "fit", *run, *logs(stopped)],
+        [sys.executable, "-m", "grpo_lightning.cli.app", "fit", *run, *logs(stopped)],
         cwd=stopped,
         env=_env(),
         stdout=subprocess.DEVNULL,

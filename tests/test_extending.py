@@ -100,7 +100,7 @@ def test_loss_example(monkeypatch, tmp_path, clean_registries):
 
 
 def test_a_loss_refuses_a_setting_it_does_not_take(monkeypatch, tmp_path):
-    from grpo_lightning.cli import main
+    from grpo_lightning.cli.app import main
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(argparse.ArgumentError, match="label_smoothing"):  # named by the parser

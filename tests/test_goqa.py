@@ -1,4 +1,4 @@
-"""Tests of the Global Opinion QA data layer (grpo_lightning.data.goqa) on small files written here."""
+"""Tests of the Global Opinion QA data layer (grpo_lightning.data.sources.goqa) on small files written here."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import datasets
 import pandas as pd
 import pytest
 
-from grpo_lightning.data.goqa import (
+from grpo_lightning.data.sources.goqa import (
     PAPER_COUNTRIES,
     build_goqa_pairs,
     format_prompt,
@@ -157,7 +157,7 @@ def test_exact_prompt_and_bare_letter_responses(table: datasets.Dataset) -> None
 
 
 def test_skip_counts_per_reason_and_log(table: datasets.Dataset, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="grpo_lightning.data.goqa"):
+    with caplog.at_level(logging.INFO, logger="grpo_lightning.data.sources.goqa"):
         pairs, skips = build_goqa_pairs(table, groups=GROUPS, source_name="goqa.csv")
     assert dict(skips) == EXPECTED_SKIPS
     assert len(pairs) == 5

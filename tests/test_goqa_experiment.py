@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import PAPER_COUNTRIES, TINY_MODEL_FLAGS
 
-from grpo_lightning import goqa_experiment
-from grpo_lightning.stats import bootstrap_counts, percentile_interval, ratio_of_sums
+from grpo_lightning.analysis import goqa_experiment
+from grpo_lightning.analysis.stats import bootstrap_counts, percentile_interval, ratio_of_sums
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "configs" / "experiment"

@@ -13,7 +13,7 @@ import pytest
 from conftest import PAPER_COUNTRIES, composed_yaml
 
 from grpo_lightning.data import GlobalOpinionQADataModule
-from grpo_lightning.data.goqa_folds import assign_folds, fold_splits
+from grpo_lightning.data.sources.goqa_folds import assign_folds, fold_splits
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "configs" / "experiment"
@@ -134,7 +134,7 @@ def test_held_out_scores_equal_grpo_predict_from_the_last_checkpoint(goqa_csv, t
     same fold gives the same pairs and values, and its per-item opinion-alignment file the same items."""
     from conftest import TINY_MODEL_FLAGS
 
-    from grpo_lightning.cli import main
+    from grpo_lightning.cli.app import main
 
     common = [
         "--config", str(EXP / "goqa_tiny_ipo.yaml"), "--data.path", str(goqa_csv), *TINY_MODEL_FLAGS,

@@ -9,8 +9,8 @@ import torch
 from conftest import TINY_MODEL_FLAGS
 from transformers import AutoModelForCausalLM
 
-from grpo_lightning.cli import main
-from grpo_lightning.data.goqa import PAPER_COUNTRIES
+from grpo_lightning.cli.app import main
+from grpo_lightning.data.sources.goqa import PAPER_COUNTRIES
 from grpo_lightning.metrics import eval_tags
 
 ROOT = Path(__file__).resolve().parents[1]

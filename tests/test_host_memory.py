@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import TINY_DATA_FLAGS, TINY_MODEL_FLAGS
 
-from grpo_lightning import cli, host_memory
+from grpo_lightning.cli import app as cli
+from grpo_lightning.cli import host_memory
 
 ROOT = Path(__file__).resolve().parents[1]
 glibc_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
@@ -66,7 +67,7 @@ def test_retain_reuses_freed_buffers_and_release_returns_them():
     default does neither fully: it keeps > 1000 MiB and still faults (its thresholds move as blocks are freed)."""
     code = """
 import resource, sys, torch
-from grpo_lightning import host_memory
+from grpo_lightning.cli import host_memory
 if sys.argv[1] != "default":
     assert host_memory.set_host_memory(sys.argv[1]) == sys.argv[1]
 def rss():

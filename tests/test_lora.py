@@ -101,8 +101,8 @@ def test_lora_spec_round_trips_and_validates():
 
 def test_lora_module_trains(tiny_dm_factory):
 
-    from grpo_lightning.config import LossConfig, WeightingConfig
-    from grpo_lightning.module import GroupRobustPreferenceModule
+    from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
+    from grpo_lightning.training.module import GroupRobustPreferenceModule
 
     dm = tiny_dm_factory(batch_size=8)
     module = GroupRobustPreferenceModule(
@@ -122,8 +122,8 @@ def test_lora_module_trains(tiny_dm_factory):
 
 def test_continued_sft_adapter_trains_the_same_adapter_weights(tmp_path, tiny_dm_factory):
     """``adapter``: the policy keeps training the SFT adapter (the authors' code) and the reference is the SFT model."""
-    from grpo_lightning.config import LossConfig, WeightingConfig
-    from grpo_lightning.module import GroupRobustPreferenceModule
+    from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
+    from grpo_lightning.training.module import GroupRobustPreferenceModule
 
     dm = tiny_dm_factory(batch_size=8)
     sft = CausalLM(tiny=TINY, lora=LORA).build(dm.tokenizer)

@@ -9,10 +9,10 @@ import logging
 import pytest
 import torch
 
-from grpo_lightning.config import LossConfig, WeightingConfig, weighting_from_dict
 from grpo_lightning.core import preference_loss
+from grpo_lightning.core.loss_classes import BUILTIN_LOSSES, DPO, IPO, SFT, PreferenceLoss, loss_from_dict
 from grpo_lightning.core.weighting import CVaRWeighting, RobustWeighting, TiltedWeighting, UniformWeighting
-from grpo_lightning.losses import BUILTIN_LOSSES, DPO, IPO, SFT, PreferenceLoss, loss_from_dict
+from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig, weighting_from_dict
 
 
 def _pairs():
@@ -80,7 +80,7 @@ def test_the_legacy_form_builds_the_same_objects():
 
 
 def _parse(tmp_path, text: str):
-    from grpo_lightning.cli import main
+    from grpo_lightning.cli.app import main
 
     cfg = tmp_path / "legacy.yaml"
     cfg.write_text(text)
@@ -96,7 +96,7 @@ def test_config_files_keep_the_by_name_form(tmp_path):
         tmp_path,
         "model:\n  loss: {name: dpo, beta: 0.5, label_smoothing: 0.1}\n  weighting: {name: cvar, rho: 0.3}\n",
     )
-    assert model.loss.class_path == "grpo_lightning.losses.DPO"
+    assert model.loss.class_path == "grpo_lightning.core.loss_classes.DPO"
     assert model.loss.init_args.as_dict() == {"beta": 0.5, "label_smoothing": 0.1}
     assert model.weighting.class_path == "grpo_lightning.core.weighting.CVaRWeighting"
     assert model.weighting.init_args.rho == 0.3

@@ -13,12 +13,12 @@ import pytest
 import torch
 from conftest import TINY_DATA_FLAGS
 
-from grpo_lightning.config import LossConfig, WeightingConfig
 from grpo_lightning.core.weighting import exponentiated_gradient_step
 from grpo_lightning.data import DataError, PreferenceDataModule
 from grpo_lightning.data.rows import stratified_split
 from grpo_lightning.data.tokenization import load_tokenizer, tokenize_pairs
 from grpo_lightning.policies.lora import LoraSettings
+from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
 
 SMALL = {"max_length": 48, "max_prompt_length": 40, "batch_size": 4}
 
@@ -669,7 +669,7 @@ TINY_CLI = [
 
 def _grpo_error(monkeypatch, capsys, tmp_path, *args: str) -> str:
     """Runs the ``grpo`` console entry point in-process; returns stderr after the expected exit 2."""
-    from grpo_lightning.cli import entry_point
+    from grpo_lightning.cli.app import entry_point
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("GRPO_TRACEBACK", raising=False)
@@ -728,7 +728,7 @@ def test_runs_without_a_logger_in_one_folder_keep_each_config(monkeypatch, tmp_p
     """``--trainer.logger false`` writes into ``default_root_dir``: a second run there writes ``config-v1.yaml``
     (Lightning's SaveConfigCallback stopped it with a RuntimeError), and ``--ckpt_path last`` looks in
     ``<default_root_dir>/checkpoints`` (not in ``lightning_logs/``)."""
-    from grpo_lightning.cli import main
+    from grpo_lightning.cli.app import main
 
     monkeypatch.chdir(tmp_path)
     main(["fit", *TINY_CLI])
@@ -742,7 +742,7 @@ def test_runs_without_a_logger_in_one_folder_keep_each_config(monkeypatch, tmp_p
 def test_the_debug_overlay_writes_no_files(monkeypatch, tmp_path):
     """configs/debug.yaml (fast_dev_run) writes neither logs nor checkpoints: Lightning's ``on_train_end`` used to
     write ``checkpoints/last.ckpt`` into the working directory, one more ``last-vN.ckpt`` per run."""
-    from grpo_lightning.cli import main
+    from grpo_lightning.cli.app import main
 
     monkeypatch.chdir(tmp_path)
     debug = ["--config", str(ROOT / "configs/default.yaml"), "--config", str(ROOT / "configs/debug.yaml")]
@@ -786,7 +786,7 @@ def test_a_remote_checkpoint_is_refused_and_a_pickled_payload_never_runs(monkeyp
     assert f"checkpoint {evil} holds objects other than tensors and plain data; refused" in line
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-    from grpo_lightning.errors import CheckpointError, NamedCheckpointIO
+    from grpo_lightning.training.checkpoints import CheckpointError, NamedCheckpointIO
 
     io = NamedCheckpointIO(TorchCheckpointIO())
     with pytest.raises(CheckpointError, match="holds objects other than tensors"):
@@ -808,7 +808,7 @@ def test_unreadable_checkpoint_names_the_file(monkeypatch, capsys, tmp_path):
     # The same through the trainer's checkpoint IO (a checkpoint the CLI did not read first).
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-    from grpo_lightning.errors import CheckpointError, NamedCheckpointIO
+    from grpo_lightning.training.checkpoints import CheckpointError, NamedCheckpointIO
 
     with pytest.raises(CheckpointError, match=rf"checkpoint {cut} cannot be read"):
         NamedCheckpointIO(TorchCheckpointIO()).load_checkpoint(cut)
@@ -819,7 +819,7 @@ def test_grpo_error_without_traceback_in_a_real_process_and_with_one_on_request(
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "grpo_lightning.cli", "fit", *TINY_CLI, "--model.loss.beta", "-1"]
+    cmd = [sys.executable, "-m", "grpo_lightning.cli.app", "fit", *TINY_CLI, "--model.loss.beta", "-1"]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     env.pop("GRPO_TRACEBACK", None)
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

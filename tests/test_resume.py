@@ -85,7 +85,7 @@ def _child_env() -> dict[str, str]:
 
 
 def _fit_in_process(cfg: Path, *extra: str) -> None:
-    from grpo_lightning.cli import main
+    from grpo_lightning.cli.app import main
 
     main(["fit", "--config", str(cfg), *extra])
 
@@ -160,7 +160,7 @@ def _child_beside_straight_run(cfg_child: Path, cfg_straight: Path, watch, *watc
     (2 cores), with the child's single thread so the arithmetic is the same. Yields the finished child,
     what the watcher saw and the end of its stderr; the child is killed if still running on exit."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "grpo_lightning.cli", "fit", "--config", str(cfg_child)],
+        [sys.executable, "-m", "grpo_lightning.cli.app", "fit", "--config", str(cfg_child)],
         env=_child_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -382,7 +382,7 @@ def test_weight_figure_of_a_resumed_run_covers_both_parts_without_checkpoint_sta
     version, as by default): each version holds the custom-scalar chart of every group's weight
     tag, the resumed version's figure is drawn from the scalars of both versions (every step,
     once), and no checkpoint holds state of the figure."""
-    from grpo_lightning.callbacks import GroupWeightFigure
+    from grpo_lightning.callbacks.figures import GroupWeightFigure
 
     run = tmp_path / "run"
     cfg = _write_config(run, TENSORBOARD_CONFIG)

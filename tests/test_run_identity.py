@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import TINY_MODEL_FLAGS
 
-from grpo_lightning.cli import main
+from grpo_lightning.cli.app import main
 from grpo_lightning.data.tokenization import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ def test_test_on_changed_data_uses_the_runs_tokenizer_and_the_shared_rows_keep_t
 
 
 def test_a_checkpoint_with_another_vocabulary_is_refused_naming_both_sizes(fitted):
-    from grpo_lightning.module import GroupRobustPreferenceModule
+    from grpo_lightning.training.module import GroupRobustPreferenceModule
 
     root, data, rows, run = fitted
     other = train_tokenizer([r["prompt"] + r["chosen"] for r in _rows(30, "C", 0, NEW_WORDS)], 300)

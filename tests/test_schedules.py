@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from grpo_lightning.core.weighting import RobustWeighting
-from grpo_lightning.schedules import AuthorsPlateauSchedule, PlateauState, improves, plateau_update
+from grpo_lightning.training.schedules import AuthorsPlateauSchedule, PlateauState, improves, plateau_update
 
 
 def test_improvement_test_and_the_authors_sign():

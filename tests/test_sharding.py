@@ -10,8 +10,8 @@ import pytest
 import torch
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 
-from grpo_lightning.callbacks import HFExport
-from grpo_lightning.sharding import fsdp_root, shards_parameters
+from grpo_lightning.callbacks.export import HFExport
+from grpo_lightning.training.sharding import fsdp_root, shards_parameters
 
 
 def test_a_sharding_strategy_is_recognised():

@@ -11,7 +11,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import CSVLogger
 
-from grpo_lightning.callbacks import GroupWeightFigure
+from grpo_lightning.callbacks.figures import GroupWeightFigure
 
 
 @pytest.mark.parametrize("with_csv", [True, False], ids=["csv-logger", "no-logger"])
@@ -20,7 +20,7 @@ def test_without_tensorboard_the_figure_is_skipped_with_one_line(
 ):
     dm = tiny_dm_factory(batch_size=8)
     module = make_module(dm, weighting={"name": "robust"})
-    caplog.set_level(logging.INFO, logger="grpo_lightning.callbacks")
+    caplog.set_level(logging.INFO, logger="grpo_lightning.callbacks.figures")
     trainer = L.Trainer(
         logger=CSVLogger(tmp_path, name="run", version=0) if with_csv else False,
         callbacks=[GroupWeightFigure()],

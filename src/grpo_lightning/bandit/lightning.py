@@ -1,6 +1,6 @@
 """The bandit as a policy/data pair for the LightningModule (`grpo fit` runs one scenario).
 
-The same :class:`~grpo_lightning.module.GroupRobustPreferenceModule` that trains a causal LM
+The same :class:`~grpo_lightning.training.module.GroupRobustPreferenceModule` that trains a causal LM
 trains the log-linear policy here: full-batch steps (one batch = the 300 training pairs), SGD
 with the scenario's η_θ, and the core's losses and weightings. ``tests/test_bandit_lightning.py``
 checks that this path and the vectorised sweep give the same θ and α.

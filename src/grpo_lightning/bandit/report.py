@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from grpo_lightning.analysis.stats import mean_se
 from grpo_lightning.bandit.env import DTYPE, NUM_GROUPS
-from grpo_lightning.stats import mean_se
 
 if TYPE_CHECKING:
     from grpo_lightning.bandit.sweep import FamilyResult

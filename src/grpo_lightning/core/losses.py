@@ -7,7 +7,7 @@ Every GPO loss is a convex function f of the log-ratio margin
 scaled by β: ℓ = f(β h) (IPO is written directly in h, as in Azar et al. 2023 and in
 Ramesh et al. 2024, eq. (8)). The math lives here as pure functions; the configurable loss classes
 the config chooses (``model.loss: {class_path: ...}``) are thin wrappers in
-:mod:`grpo_lightning.losses`, and a new loss with settings of its own is one such class.
+:mod:`grpo_lightning.core.loss_classes`, and a new loss with settings of its own is one such class.
 """
 
 from __future__ import annotations

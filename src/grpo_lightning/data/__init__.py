@@ -1,6 +1,6 @@
-from grpo_lightning.data.generated import GeneratedOpinions
-from grpo_lightning.data.goqa_module import GlobalOpinionQADataModule
 from grpo_lightning.data.module import PreferenceDataModule
 from grpo_lightning.data.rows import DataError
+from grpo_lightning.data.sources.generated import GeneratedOpinions
+from grpo_lightning.data.sources.goqa_module import GlobalOpinionQADataModule
 
 __all__ = ["DataError", "GeneratedOpinions", "GlobalOpinionQADataModule", "PreferenceDataModule"]

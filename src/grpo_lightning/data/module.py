@@ -16,7 +16,6 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from grpo_lightning.data.generated import GeneratedOpinions
 from grpo_lightning.data.loaders import EpochShuffle, LengthGroupedShuffle, training_loader
 from grpo_lightning.data.ref_cache import PAIR_COLUMNS, REF_COLUMNS
 from grpo_lightning.data.rows import (
@@ -34,6 +33,7 @@ from grpo_lightning.data.rows import (
     row_refs,
     stratified_split,
 )
+from grpo_lightning.data.sources.generated import GeneratedOpinions
 from grpo_lightning.data.tokenization import (
     PairCollator,
     chat_prompts,
@@ -381,7 +381,7 @@ class PreferenceDataModule(L.LightningDataModule):
         return list(self.groups)
 
     def _make_tokenizer(self, train: datasets.Dataset):
-        from grpo_lightning.package_files import resolve
+        from grpo_lightning.policies.package_files import resolve
 
         name, gguf = self.tokenizer_name, resolve(self.tokenizer_gguf_file)
         if gguf is not None and name is None:  # a full path to a GGUF file

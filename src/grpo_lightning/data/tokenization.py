@@ -12,6 +12,7 @@ import torch
 
 from grpo_lightning.core.logprobs import IGNORE_INDEX
 from grpo_lightning.data.ref_cache import REF_COLUMNS
+from grpo_lightning.training.checkpoints import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +85,6 @@ def tokenizer_from_entry(entry: dict[str, Any]):
 
     special = {k: v for k, v in (entry.get("special_tokens") or {}).items() if k in _SPECIAL_TOKENS}
     return PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(entry["json"]), **special)
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A Lightning checkpoint's contents, memory-mapped (tensors are read only when touched) and
-    with ``weights_only=True`` (our checkpoints hold plain data besides tensors)."""
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
 
 
 def tokenizer_from_checkpoint(path: str | Path):

@@ -89,7 +89,7 @@ class CausalLM(PolicySpec):
             ``tiny`` architecture from its config (the tokenizer then comes from the data).
         gguf_file: a GGUF file name inside ``name_or_path`` (or a full path to one, or
             ``package://<module>/<file>`` inside an installed package, see
-            :mod:`grpo_lightning.package_files`), loaded through transformers' GGUF support (needs ``gguf``).
+            :mod:`grpo_lightning.policies.package_files`), loaded through transformers' GGUF support (needs ``gguf``).
         tiny: the architecture used when ``name_or_path`` is ``None``.
         revision: hub revision for ``from_pretrained``.
         dtype: parameter dtype (``float32``, ``bfloat16``, ``float16``).
@@ -198,7 +198,7 @@ class CausalLM(PolicySpec):
                 torch.manual_seed(self.tiny.seed)
                 model = AutoModelForCausalLM.from_config(cfg, dtype=self.dtype)
             return model
-        from grpo_lightning.package_files import resolve
+        from grpo_lightning.policies.package_files import resolve
 
         source, gguf = self.name_or_path, resolve(self.gguf_file)
         if gguf is not None and source is None:

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from grpo_lightning import stats
-from grpo_lightning.runs import Run, collect_runs, events, method_of, read_run
+from grpo_lightning.analysis import stats
+from grpo_lightning.analysis.runs import Run, collect_runs, events, method_of, read_run
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ STAGES = ("val", "test")
 
 
 def mean_se(values: list[float]) -> tuple[float, float | None]:
-    """Mean and standard error over runs (:func:`grpo_lightning.stats.mean_se`); ``None`` for one value."""
+    """Mean and standard error over runs (:func:`grpo_lightning.analysis.stats.mean_se`); ``None`` for one value."""
     mean, se = stats.mean_se(torch.tensor(values, dtype=torch.float64))
     return mean.item(), (se.item() if len(values) > 1 else None)
 
@@ -292,7 +292,7 @@ def launch(configs: list[str], seeds: list[int], log_dir: Path, stage: str, extr
                 ["test", *common, "--trainer.logger.init_args.version", version, "--ckpt_path", ckpt, *extra]
             )
         for args in commands:
-            cmd = [sys.executable, "-m", "grpo_lightning.cli", *args]
+            cmd = [sys.executable, "-m", "grpo_lightning.cli.app", *args]
             log.info("[%d/%d] %s seed %d: grpo %s", i, len(todo), label, seed, " ".join(args))
             # The runs' own output goes to stderr, so stdout holds only the comparison.
             result = subprocess.run(cmd, env=env, stdout=2)

@@ -1,7 +1,7 @@
 """Typed, documented settings of the method, checked when they are built.
 
 The loss and the weighting are chosen in configs as classes (``model.loss: {class_path: ..., init_args:
-...}``, :mod:`grpo_lightning.losses` and :mod:`grpo_lightning.core.weighting`). :class:`LossConfig` and
+...}``, :mod:`grpo_lightning.core.loss_classes` and :mod:`grpo_lightning.core.weighting`). :class:`LossConfig` and
 :class:`WeightingConfig` are the earlier by-name form, ``{name: ipo, beta: 0.1}``, kept so that checkpoints
 written before the change and Python callers still load: ``build()`` maps the name to its class and passes
 only the settings that class takes.
@@ -14,8 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
+from grpo_lightning.core.loss_classes import BUILTIN_LOSSES, PreferenceLoss, concrete, import_class
 from grpo_lightning.core.losses import LOSSES
 from grpo_lightning.core.weighting import (
     ALPHA_ORDERS,
@@ -25,14 +24,13 @@ from grpo_lightning.core.weighting import (
     Estimator,
     GroupWeighting,
 )
-from grpo_lightning.losses import BUILTIN_LOSSES, PreferenceLoss, concrete, import_class
 
-__all__ = ["ALPHA_ORDERS", "AlphaOrder", "LinearWarmup", "LossConfig", "WeightingConfig", "weighting_from_dict"]
+__all__ = ["ALPHA_ORDERS", "AlphaOrder", "LossConfig", "WeightingConfig", "weighting_from_dict"]
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The preference loss by name (the legacy form; configs choose a :class:`~grpo_lightning.losses.PreferenceLoss`).
+    """The preference loss by name (the legacy form; configs choose a :class:`~grpo_lightning.core.loss_classes.PreferenceLoss`).
 
     Attributes:
         name: one of ``dpo`` (logistic; cDPO with ``label_smoothing``), ``ipo`` ((h − 1/(2β))²),
@@ -167,14 +165,3 @@ def weighting_from_dict(data: dict[str, Any] | GroupWeighting | WeightingConfig 
         cls = import_class(data["class_path"], GroupWeighting, builtins=WEIGHTINGS, setting="model.weighting")
         return cls(**(data.get("init_args") or {}))
     return WeightingConfig(**data).build()
-
-
-class LinearWarmup(torch.optim.lr_scheduler.LambdaLR):
-    """Linear warm-up from ``1/(warmup_steps+1)`` of the learning rate to all of it, then constant
-    (the DPO reference code's schedule)."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int = 10) -> None:
-        if warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
-        self.warmup_steps = warmup_steps
-        super().__init__(optimizer, lambda step: min(1.0, (step + 1) / (warmup_steps + 1)))

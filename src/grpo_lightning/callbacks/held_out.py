@@ -20,9 +20,9 @@ from typing import Literal
 
 import torch
 
-from grpo_lightning.callbacks import PredictionCSVWriter, _add_sources
-from grpo_lightning.log_dir import ReadsLogDir, log_dir_path
-from grpo_lightning.opinion_alignment import write_item_alignments
+from grpo_lightning.callbacks.log_dir import ReadsLogDir, log_dir_path
+from grpo_lightning.callbacks.opinion_alignment import write_item_alignments
+from grpo_lightning.callbacks.predictions import PredictionCSVWriter, add_sources
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class HeldOutScores(ReadsLogDir):
                         )
         finally:
             pl_module.train(was_training)
-        _add_sources(rows, dm, self.split)
+        add_sources(rows, dm, self.split)
         path = out_dir / f"held_out_{self.split}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:

@@ -32,8 +32,8 @@ from typing import Any
 
 import datasets
 
-from grpo_lightning.data.goqa_loading import DEFAULT_HUB_ID, REQUIRED_COLUMNS, load_goqa_table
-from grpo_lightning.data.prompts import LETTERS, format_prompt
+from grpo_lightning.data.sources.goqa_loading import DEFAULT_HUB_ID, REQUIRED_COLUMNS, load_goqa_table
+from grpo_lightning.data.sources.prompts import LETTERS, format_prompt
 
 __all__ = [
     "DEFAULT_HUB_ID",

@@ -1,4 +1,5 @@
-"""The GOQA learning-rate schedule of the authors' code (rsshyam/GRPO, ``src/trainers/grouptrainerearlystop.py``).
+"""Learning-rate schedules: :class:`LinearWarmup` (the DPO reference code's warm-up, the default task's), and the
+GOQA schedule of the authors' code (rsshyam/GRPO, ``src/trainers/grouptrainerearlystop.py``).
 
 The paper (Ramesh et al. 2024, App. E) names ReduceLROnPlateau only; the authors' trainer does more, and this module
 reproduces it as one callback, :class:`AuthorsPlateauSchedule`:
@@ -33,7 +34,10 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+import torch
 from lightning.pytorch.callbacks import Callback
+
+from grpo_lightning.metrics import tags
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +106,7 @@ class AuthorsPlateauSchedule(Callback):
 
     def __init__(
         self,
-        monitor: str = "val/worst_group_loss",
+        monitor: str = tags.VAL_WORST_GROUP_LOSS,
         patience_examples: int = 3840,
         factor: float = 0.1,
         threshold: float = 1e-3,
@@ -190,7 +194,7 @@ class AuthorsPlateauSchedule(Callback):
         )
         for logger in trainer.loggers:
             if self.alpha_step_size is not None:
-                logger.log_metrics({"train/alpha_step_size": self.alpha_step_size}, step=trainer.global_step)
+                logger.log_metrics({tags.ALPHA_STEP_SIZE: self.alpha_step_size}, step=trainer.global_step)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -207,3 +211,14 @@ class AuthorsPlateauSchedule(Callback):
         self.examples_seen = state_dict["examples_seen"]
         self.examples_at_last_eval = state_dict["examples_at_last_eval"]
         self.alpha_step_size = state_dict["alpha_step_size"]
+
+
+class LinearWarmup(torch.optim.lr_scheduler.LambdaLR):
+    """Linear warm-up from ``1/(warmup_steps+1)`` of the learning rate to all of it, then constant
+    (the DPO reference code's schedule)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int = 10) -> None:
+        if warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {warmup_steps}")
+        self.warmup_steps = warmup_steps
+        super().__init__(optimizer, lambda step: min(1.0, (step + 1) / (warmup_steps + 1)))

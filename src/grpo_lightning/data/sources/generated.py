@@ -41,7 +41,7 @@ from typing import Literal
 
 import numpy as np
 
-from grpo_lightning.data.prompts import LETTERS, format_prompt
+from grpo_lightning.data.sources.prompts import LETTERS, format_prompt
 
 GROUPS = ("Avalon", "Brightwater", "Cedarholm", "Dunmore", "Eastvale")
 _SUBJECTS = (

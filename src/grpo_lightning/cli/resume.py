@@ -12,10 +12,10 @@ from typing import Any
 
 from jsonargparse import Namespace
 
-from grpo_lightning.config import weighting_from_dict
-from grpo_lightning.data.generated import GeneratedOpinions
+from grpo_lightning.core.loss_classes import loss_from_dict
 from grpo_lightning.data.module import PreferenceDataModule, source_settings
-from grpo_lightning.losses import loss_from_dict
+from grpo_lightning.data.sources.generated import GeneratedOpinions
+from grpo_lightning.training.legacy_config import weighting_from_dict
 
 log = logging.getLogger(__name__)
 

@@ -220,6 +220,6 @@ def loss_from_dict(data: dict[str, Any] | PreferenceLoss | None) -> PreferenceLo
     if "class_path" in data:
         cls = import_class(data["class_path"], PreferenceLoss, builtins=BUILTIN_LOSSES, setting="model.loss")
         return cls(**(data.get("init_args") or {}))
-    from grpo_lightning.config import LossConfig  # the legacy form, with its cross-field checks
+    from grpo_lightning.training.legacy_config import LossConfig  # the legacy form, with its cross-field checks
 
     return LossConfig(**data).build()

@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
+from grpo_lightning.callbacks.log_dir import ReadsLogDir, log_dir_path
 from grpo_lightning.core.alignment import opinion_alignment
-from grpo_lightning.log_dir import ReadsLogDir, log_dir_path
 from grpo_lightning.metrics import GroupOpinionAlignment
 
 log = logging.getLogger(__name__)

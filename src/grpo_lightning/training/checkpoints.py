@@ -1,13 +1,22 @@
-"""``RunCheckpoint``: checkpoints during training (every N steps, after each validation, at each epoch end) and
-of the step in progress on SIGTERM/SIGINT, with a non-zero exit status."""
+"""Checkpoints, in one place: ``RunCheckpoint`` writes them during training (every N steps, after each validation,
+at each epoch end, and of the step in progress on SIGTERM/SIGINT, with a non-zero exit status); reading one is
+``weights_only=True`` always (``read_checkpoint``, ``NamedCheckpointIO``), a remote one is refused, and a file that
+cannot be read is a ``CheckpointError`` naming it."""
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 import signal
 import threading
+import zipfile
+from pathlib import Path
+from typing import Any
 
+import torch
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -164,3 +173,85 @@ class RunCheckpoint(ModelCheckpoint):
         self._restore_sigterm()
         if exception.code in (None, 0):
             exception.code = 128 + (signal.SIGINT if self._sigint_received else signal.SIGTERM)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read (truncated, or not a checkpoint): the message names it."""
+
+
+#: What ``torch.load`` raises for a file that is not a whole checkpoint (a truncated zip archive is
+#: a ``RuntimeError`` of its reader; a cut pickle an ``EOFError`` or ``UnpicklingError``).
+CHECKPOINT_READ_ERRORS = (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile)
+
+
+def unreadable_checkpoint(path: Any, err: BaseException) -> CheckpointError:
+    if isinstance(err, pickle.UnpicklingError) and "weights only load failed" in str(err).lower():
+        # torch's advice (load with weights_only=False) is what must not be done with a file of unknown origin.
+        return CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain data; refused: checkpoints are "
+            "loaded with weights_only=True only (unpickling them could run code)"
+        )
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return CheckpointError(
+        f"checkpoint {path} cannot be read ({type(err).__name__}: {first}); it may be truncated "
+        "(a full disk or an interrupted copy) or not a Lightning checkpoint"
+    )
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A Lightning checkpoint's contents, memory-mapped (tensors are read only when touched) and
+    with ``weights_only=True`` (our checkpoints hold plain data besides tensors)."""
+
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def is_remote(path: Any) -> bool:
+    """Whether a checkpoint path is a URL (``http://``, ``https://``, ``s3://``, ...) rather than a local file."""
+    return isinstance(path, str | os.PathLike) and re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", str(path)) is not None
+
+
+def refuse_remote(path: Any) -> None:
+    """A remote checkpoint is not loaded: Lightning unpickles an http(s) one with ``weights_only=False`` (any code
+    in it runs), and the run-identity checks (method, groups, tokenizer) read local files only."""
+    if is_remote(path) and not str(path).startswith("file://"):
+        raise CheckpointError(
+            f"--ckpt_path {path}: a remote checkpoint is not loaded; download it and pass the local file "
+            "(read with weights_only=True and checked against this run)"
+        )
+
+
+class NamedCheckpointIO(CheckpointIO):
+    """The strategy's checkpoint IO, with a load that names the file it could not read, and reads it with
+    ``weights_only=True`` always (tensors and plain data only: nothing in the file can run code).
+
+    torch reports a truncated checkpoint (a full disk, a copy cut short) as ``PytorchStreamReader
+    failed reading zip archive: failed finding central directory``, without the path; this wrapper
+    re-raises such errors as :class:`CheckpointError` naming the file. Saving and removing are
+    passed through unchanged.
+    """
+
+    def __init__(self, base: CheckpointIO) -> None:
+        self.base = base
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        self.base.save_checkpoint(checkpoint, path, storage_options=storage_options)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        self.base.remove_checkpoint(path)
+
+    def teardown(self) -> None:
+        self.base.teardown()
+
+    def load_checkpoint(
+        self, path: Any, map_location: Any | None = None, weights_only: bool | None = None
+    ) -> dict[str, Any]:
+        refuse_remote(path)
+        if weights_only is False:
+            raise CheckpointError(
+                f"checkpoint {path}: weights_only=False is refused (it unpickles arbitrary objects); "
+                "our checkpoints load with weights_only=True"
+            )
+        try:
+            return self.base.load_checkpoint(path, map_location=map_location, weights_only=True)
+        except CHECKPOINT_READ_ERRORS as err:
+            raise unreadable_checkpoint(path, err) from err

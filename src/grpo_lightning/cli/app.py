@@ -19,33 +19,18 @@ from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from grpo_lightning.callbacks import (
-    GroupSummary,
-    GroupWeightFigure,
-    HFExport,
-    PredictionCSVWriter,
-    ProgressBar,
-    SaveTokenizer,
-)
-from grpo_lightning.checkpointing import RunCheckpoint
-from grpo_lightning.config_files import ComposedConfigFile
-from grpo_lightning.data.tokenization import read_checkpoint
-from grpo_lightning.errors import (
-    CHECKPOINT_READ_ERRORS,
-    TRACEBACK_ENV,
-    USER_ERRORS,
-    NamedCheckpointIO,
-    refuse_remote,
-    show_traceback,
-    unreadable_checkpoint,
-    user_message,
-)
-from grpo_lightning.held_out import HeldOutScores
-from grpo_lightning.host_memory import HostMemory, describe, set_host_memory
-from grpo_lightning.log_dir import log_dir_path
-from grpo_lightning.module import GroupRobustPreferenceModule
-from grpo_lightning.opinion_alignment import OpinionAlignment
-from grpo_lightning.resume import (
+from grpo_lightning.callbacks.export import HFExport, SaveTokenizer
+from grpo_lightning.callbacks.figures import GroupWeightFigure
+from grpo_lightning.callbacks.held_out import HeldOutScores
+from grpo_lightning.callbacks.log_dir import log_dir_path
+from grpo_lightning.callbacks.opinion_alignment import OpinionAlignment
+from grpo_lightning.callbacks.predictions import PredictionCSVWriter
+from grpo_lightning.callbacks.progress import ProgressBar
+from grpo_lightning.callbacks.summary import GroupSummary
+from grpo_lightning.cli.config_files import ComposedConfigFile
+from grpo_lightning.cli.errors import TRACEBACK_ENV, USER_ERRORS, show_traceback, user_message
+from grpo_lightning.cli.host_memory import HostMemory, describe, set_host_memory
+from grpo_lightning.cli.resume import (
     check_trainer_limits,
     choose_tokenizer,
     last_checkpoint,
@@ -53,6 +38,15 @@ from grpo_lightning.resume import (
     policy_args,
     refuse_other_method,
 )
+from grpo_lightning.training.checkpoints import (
+    CHECKPOINT_READ_ERRORS,
+    NamedCheckpointIO,
+    RunCheckpoint,
+    read_checkpoint,
+    refuse_remote,
+    unreadable_checkpoint,
+)
+from grpo_lightning.training.module import GroupRobustPreferenceModule
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +162,7 @@ class GroupRobustCLI(LightningCLI):
             default="auto",
             help="What glibc does with the CPU buffers a step frees: retain (reused, no page faults; the resident "
             "set stays at its high-water mark), release (back to the system at once: lower RSS, faults every step), "
-            "auto (retain, or release with gradient checkpointing). See grpo_lightning/host_memory.py.",
+            "auto (retain, or release with gradient checkpointing). See grpo_lightning/cli/host_memory.py.",
         )
 
     def before_instantiate_classes(self) -> None:

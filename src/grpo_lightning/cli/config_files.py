@@ -21,8 +21,8 @@ def method_short_name(class_path: str) -> str:
     """The short name (``ipo``, ``robust``) of the loss or weighting class a ``class_path`` names, as a bare class
     name or an import path: the ``${method:...}`` resolver of configs/base/method_name.yaml, so that run names stay
     ``<loss>_<weighting>`` (``dpo_robust``). A class without a ``name`` gives its class name in lower case."""
+    from grpo_lightning.core.loss_classes import BUILTIN_LOSSES
     from grpo_lightning.core.weighting import WEIGHTINGS
-    from grpo_lightning.losses import BUILTIN_LOSSES
 
     for cls in (*BUILTIN_LOSSES.values(), *WEIGHTINGS.values()):
         if class_path in (cls.__name__, f"{cls.__module__}.{cls.__qualname__}"):
@@ -109,9 +109,9 @@ def _legacy_upgraded(text: str) -> str | None:
     model = loaded.get("model") if isinstance(loaded, dict) else None
     if not isinstance(model, dict):
         return None
-    from grpo_lightning.config import LossConfig, WeightingConfig
+    from grpo_lightning.core.loss_classes import BUILTIN_LOSSES
     from grpo_lightning.core.weighting import WEIGHTINGS
-    from grpo_lightning.losses import BUILTIN_LOSSES
+    from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
 
     changed = False
     for key, classes, legacy in (("loss", BUILTIN_LOSSES, LossConfig), ("weighting", WEIGHTINGS, WeightingConfig)):

@@ -12,8 +12,6 @@ from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
 
-from grpo_lightning.batching import split_pairs
-from grpo_lightning.config import LinearWarmup, LossConfig, WeightingConfig, weighting_from_dict
 from grpo_lightning.core import (
     GroupWeighting,
     group_counts,
@@ -22,6 +20,7 @@ from grpo_lightning.core import (
     group_sums,
     weighted_objective,
 )
+from grpo_lightning.core.loss_classes import IPO, PreferenceLoss, loss_from_dict
 from grpo_lightning.core.weighting import UniformWeighting
 from grpo_lightning.data.ref_cache import (
     CHOSEN_KEY,
@@ -33,10 +32,12 @@ from grpo_lightning.data.ref_cache import (
     data_fingerprint,
     weights_fingerprint,
 )
-from grpo_lightning.losses import IPO, PreferenceLoss, loss_from_dict
-from grpo_lightning.metrics import EVAL_STAGES, GroupPreferenceMetrics
+from grpo_lightning.metrics import EVAL_STAGES, GroupPreferenceMetrics, tags
 from grpo_lightning.policies import CausalLM, PolicySpec
-from grpo_lightning.sharding import fsdp_root, shards_parameters
+from grpo_lightning.training.batching import split_pairs
+from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig, weighting_from_dict
+from grpo_lightning.training.schedules import LinearWarmup
+from grpo_lightning.training.sharding import fsdp_root, shards_parameters
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
 
     Args:
         policy: the policy spec (default: the tiny causal LM built from a config).
-        loss: the preference loss, a :class:`~grpo_lightning.losses.PreferenceLoss` with its own settings
+        loss: the preference loss, a :class:`~grpo_lightning.core.loss_classes.PreferenceLoss` with its own settings
             (``class_path`` + ``init_args`` in YAML); a legacy ``{name, beta, ...}`` dict or
             :class:`LossConfig` is accepted too (earlier checkpoints).
         weighting: how group losses are weighted, a :class:`~grpo_lightning.core.weighting.GroupWeighting`
@@ -107,7 +108,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
         gradient_clip_algorithm: Literal["norm", "value"] = "norm",
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = LinearWarmup,
-        lr_scheduler_monitor: str = "val/loss",
+        lr_scheduler_monitor: str = tags.VAL_LOSS,
         on_nonfinite: Literal["raise", "skip"] = "raise",
         precompute_ref_logps: bool = False,
         ref_cache_dir: str | None = None,
@@ -299,17 +300,17 @@ class GroupRobustPreferenceModule(L.LightningModule):
         (and equal to ``train/loss`` under the ``uniform`` weighting)."""
         sums = self._all_reduce(loss_sums)
         means = group_means(sums, counts)
-        values = {"train/loss": self._all_reduce(objective) if self.trainer.world_size > 1 else objective}
-        values["train/pooled_loss"] = sums.sum() / counts.sum().clamp(min=1)
+        values = {tags.TRAIN_LOSS: self._all_reduce(objective) if self.trainer.world_size > 1 else objective}
+        values[tags.TRAIN_POOLED_LOSS] = sums.sum() / counts.sum().clamp(min=1)
         count = counts.cpu()  # one host sync for the whole log, not one per group
         for g, name in enumerate(self.group_names):
             if count[g] > 0:
-                values[f"train/group_loss/{name}"] = means[g]
-            values[f"train/group_weight/{name}"] = weights[g]
+                values[tags.group_loss_tag(name)] = means[g]
+            values[tags.group_weight_tag(name)] = weights[g]
         n = int(count.sum())
         self.log_dict({key: v.float() for key, v in values.items()}, on_step=True, on_epoch=False, batch_size=n)
-        self.train_loss_epoch.update(values["train/loss"].detach().float(), weight=n)
-        self.log("train/loss_epoch", self.train_loss_epoch, on_step=False, on_epoch=True, prog_bar=True)
+        self.train_loss_epoch.update(values[tags.TRAIN_LOSS].detach().float(), weight=n)
+        self.log(tags.TRAIN_LOSS_EPOCH, self.train_loss_epoch, on_step=False, on_epoch=True, prog_bar=True)
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch, stage: str) -> None:
@@ -332,7 +333,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
         self.metrics[stage].reset()
         # The worst-group value silently ranges over fewer groups when some have no pairs here:
         # say which, once per stage and set of absent groups (not for the sanity check's few batches).
-        absent = tuple(g for g in self.group_names if f"{stage}/loss/{g}" not in values)
+        absent = tuple(g for g in self.group_names if tags.eval_group_tag(stage, "loss", g) not in values)
         trainer = self._trainer
         if absent and (stage, absent) not in self._coverage_warned and not (trainer and trainer.sanity_checking):
             self._coverage_warned.add((stage, absent))

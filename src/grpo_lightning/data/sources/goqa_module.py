@@ -6,10 +6,10 @@ from typing import Any
 
 import datasets
 
-from grpo_lightning.data.goqa import DEFAULT_HUB_ID, PAPER_COUNTRIES, build_goqa_pairs, load_goqa_table
-from grpo_lightning.data.goqa_folds import fold_splits
 from grpo_lightning.data.module import PreferenceDataModule
 from grpo_lightning.data.rows import SOURCE_COLUMNS, SPLIT_COLUMN
+from grpo_lightning.data.sources.goqa import DEFAULT_HUB_ID, PAPER_COUNTRIES, build_goqa_pairs, load_goqa_table
+from grpo_lightning.data.sources.goqa_folds import fold_splits
 
 
 class GlobalOpinionQADataModule(PreferenceDataModule):
@@ -130,7 +130,7 @@ def letter_token_ids(tokenizer, prompt: str, n_options: int) -> list[int]:
     prompt's tokens are its prefix, else the first token of the letter encoded alone. (GOQA's completions are bare
     letters appended to the prompt, as in the paper's code; with SmolLM2's tokenizer each letter is one token.)
     """
-    from grpo_lightning.data.prompts import LETTERS
+    from grpo_lightning.data.sources.prompts import LETTERS
 
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     letters = list(LETTERS[:n_options])

@@ -1,0 +1,1 @@
+"""Reading finished runs: summaries, statistics, comparisons, reports."""

@@ -1,0 +1,1 @@
+"""Lightning callbacks: figures, predictions, exports, summaries, alignment, log dir."""

@@ -1,0 +1,1 @@
+"""The ``grpo`` command: LightningCLI, config files, errors, host memory, resume checks."""

@@ -1,0 +1,1 @@
+"""Where rows come from: the generated default data, Global Opinion QA."""

@@ -1,0 +1,1 @@
+"""The LightningModule, its step, checkpoints and schedules."""
