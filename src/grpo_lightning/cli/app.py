@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import ProgressBar as LightningProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from grpo_lightning.callbacks.data_report import DataReportWriter
 from grpo_lightning.callbacks.export import HFExport, SaveTokenizer
 from grpo_lightning.callbacks.figures import GroupWeightFigure
 from grpo_lightning.callbacks.held_out import HeldOutScores
@@ -27,6 +28,7 @@ from grpo_lightning.callbacks.opinion_alignment import OpinionAlignment
 from grpo_lightning.callbacks.predictions import PredictionCSVWriter
 from grpo_lightning.callbacks.progress import ProgressBar
 from grpo_lightning.callbacks.summary import GroupSummary
+from grpo_lightning.cli import data_command
 from grpo_lightning.cli.config_files import ComposedConfigFile
 from grpo_lightning.cli.errors import TRACEBACK_ENV, USER_ERRORS, show_traceback, user_message
 from grpo_lightning.cli.host_memory import HostMemory, describe, set_host_memory
@@ -52,6 +54,8 @@ log = logging.getLogger(__name__)
 
 
 HELP_EPILOG = """\
+grpo data --config ... (the same configs and flags as fit) prints what training would see, without training:
+rows kept and skipped by reason, groups and their pairs per split, token lengths, groups too small to evaluate.
 The template's own settings (most of the options above are Lightning's Trainer):
   --model.*                                  listed above after the trainer's: loss (--model.loss DPO,
                                              --model.loss.beta), group weighting (--model.weighting
@@ -156,6 +160,7 @@ class GroupRobustCLI(LightningCLI):
         parser.add_lightning_class_args(GroupSummary, "summary")
         parser.add_lightning_class_args(OpinionAlignment, "opinion_alignment")  # GOQA data only
         parser.add_lightning_class_args(HeldOutScores, "held_out")  # off unless held_out.split is set
+        parser.add_lightning_class_args(DataReportWriter, "data_report")  # <log dir>/data_report.json
         parser.add_argument(
             "--host_memory",
             type=HostMemory,
@@ -251,7 +256,7 @@ def _drop_litlogger_tip(record: logging.LogRecord) -> bool:
     return not ("Tip:" in msg and "litlogger" in msg)
 
 
-def main(args: list[str] | None = None, run: bool = True, instantiate: bool = True) -> GroupRobustCLI:
+def main(args: list[str] | None = None, run: bool = True, instantiate: bool = True) -> GroupRobustCLI | dict:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # The frozen reference is in eval mode on purpose.
     warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
@@ -271,12 +276,11 @@ def main(args: list[str] | None = None, run: bool = True, instantiate: bool = Tr
     # interpolation follows a value given on the command line; paths like ${seed_everything}
     # are read from the top of the config.
     set_parsing_settings(omegaconf_absolute_to_relative_paths=True)
-    cli_class = GroupRobustCLI if instantiate else _ParseOnlyCLI
-    return cli_class(
-        GroupRobustPreferenceModule,
+    kwargs = dict(
+        model_class=GroupRobustPreferenceModule,
         # Any DataModule that exposes group_names, train_group_counts, tokenizer and
         # accumulate_grad_batches (PreferenceDataModule and its subclasses, the bandit's).
-        LightningDataModule,
+        datamodule_class=LightningDataModule,
         subclass_mode_data=True,
         # Errors are raised, not printed with the whole usage: ``entry_point`` prints one line.
         parser_kwargs={"parser_mode": "omegaconf+", "exit_on_error": False, "formatter_class": _HelpFormatter},
@@ -287,10 +291,13 @@ def main(args: list[str] | None = None, run: bool = True, instantiate: bool = Tr
             },
         },
         save_config_callback=RunConfig,
-        args=args,
-        run=run and instantiate,
         auto_configure_optimizers=False,
     )
+    argv = sys.argv[1:] if args is None else args
+    if argv[:1] == ["data"]:  # not a Trainer method: the data module alone (cli/data_command.py)
+        return data_command.run(GroupRobustCLI, argv[1:], kwargs)
+    cli_class = GroupRobustCLI if instantiate else _ParseOnlyCLI
+    return cli_class(**kwargs, args=args, run=run and instantiate)
 
 
 def entry_point() -> None:
