@@ -224,6 +224,26 @@ def test_prism_prefer_not_to_say_is_an_empty_attribute(prism_files, tmp_path, ca
     assert len(lines) == 1 and "skipped 6 of 19 rows" in lines[0] and "'age': 6" in lines[0]
 
 
+def test_ratings_rows_without_an_item_or_a_rating_are_counted(tmp_path):
+    u = _utterance
+    rows = [
+        u("c1-t0", "u1", 0, "Q", 0, "r1", 80),
+        {**u("c1-t0", "u1", 0, "Q", 1, "r2", 0), "score": "n/a"},  # rating_missing
+        u("c1-t0", "u1", 0, "Q", 2, "r3", 20),
+        {**u("c1-t0", "u1", 0, "Q", 3, "r4", 50), "interaction_id": None},  # item_missing
+        u("c2-t0", "u1", 0, "Q2", 0, "r5", 50),  # the only rated response of its item: single_response
+    ]
+    built = _build(
+        _jsonl(tmp_path / "u.jsonl", rows),
+        _jsonl(tmp_path / "s.jsonl", [_participant("u1", "United Kingdom")]),
+        _recipe("prism"),
+        group={"min_pairs": 1},
+    )
+    assert _pairs(built) == [("Q", "r1", "r3", "United Kingdom")]
+    assert dict(built.skipped) == {"rating_missing": 1, "item_missing": 1, "single_response": 1}
+    assert (built.rows_read, built.rows_used, built.judgements) == (5, 2, 1)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # CA-1: comparisons.jsonl (one row per prompt, its assessments nested) + annotators.jsonl
 # ----------------------------------------------------------------------------------------------------------------------

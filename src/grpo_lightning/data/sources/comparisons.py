@@ -48,7 +48,7 @@ import logging
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -75,6 +75,7 @@ SKIP_REASONS: dict[str, str] = {
     "tie": "row (pairwise): the label is one of `labels.tie`",
     "both_bad": "row (pairwise): the label is one of `labels.both_bad`",
     "preference_unrecognised": "row (pairwise): the label is in none of the `labels` lists",
+    "item_missing": "row (ratings): a `fields.item` value is missing",
     "rating_missing": "row (ratings): the rating is missing or not a number",
     "ranking_missing": "row (ranking): no ranking",
     "ranking_unparsable": "row (ranking): not of the form `B>A=C`, or a label appears twice",
@@ -602,6 +603,59 @@ def _labelled_responses(unit: Any, fields: ComparisonFields, where: str) -> dict
     return out
 
 
+Found = tuple[str | None, str | None, Any]  # (skip reason or None, detail for the log, what was found)
+
+
+def _pairwise_judgement(unit, fields: ComparisonFields, label_sets, _rule, where: str) -> Found:
+    """``pairwise``: the row's (chosen, rejected), or why it has none."""
+    preference = _key(field_value(unit, fields.preference))
+    if preference is None:
+        return "preference_missing", None, None
+    side = preference.casefold()
+    for reason in ("tie", "both_bad"):
+        if side in label_sets[reason]:
+            return reason, None, None
+    if side not in label_sets["a"] and side not in label_sets["b"]:
+        return "preference_unrecognised", preference, None
+    a = as_text(field_value(unit, fields.response_a), f"{where}, {fields.response_a}")
+    b = as_text(field_value(unit, fields.response_b), f"{where}, {fields.response_b}")
+    return None, None, [(a, b) if side in label_sets["a"] else (b, a)]
+
+
+def _ranking_judgements(unit, fields: ComparisonFields, _labels, rule: RatingPairs, where: str) -> Found:
+    """``ranking``: the row's (better, worse) responses by ``rule``, or why it has none."""
+    ranking = _key(field_value(unit, fields.ranking))
+    if ranking is None:
+        return "ranking_missing", None, None
+    tiers = parse_ranking(ranking)
+    if tiers is None:
+        return "ranking_unparsable", ranking, None
+    texts = _labelled_responses(unit, fields, where)
+    ranked = [(label, len(tiers) - t) for t, tier in enumerate(tiers) for label in tier]  # tier t of T → T − t
+    unknown = [label for label, _ in ranked if texts.get(label) is None]
+    if unknown:
+        return "response_missing", ",".join(unknown), None
+    if len(ranked) < 2:
+        return "single_response", None, None
+    formed = rating_pairs([r for _, r in ranked], rule)
+    if not formed:
+        return "ratings_all_equal", None, None
+    return None, None, [(texts[ranked[b][0]], texts[ranked[w][0]]) for b, w in formed]
+
+
+def _rated_response(unit, fields: ComparisonFields, where: str) -> Found:
+    """``ratings``: the row's (response, rating), or why it has none."""
+    if any(_key(field_value(unit, p)) is None for p in fields.item):
+        return "item_missing", None, None
+    rating = _number(field_value(unit, fields.rating))
+    if rating is None:
+        return "rating_missing", None, None
+    response = as_text(field_value(unit, fields.response), f"{where}, {fields.response}")
+    if response is None:
+        return "response_missing", None, None
+    return None, None, (response, rating)
+
+
 def build_pairs(
     comparisons: LoadedTable,
     annotators: LoadedTable,
@@ -639,8 +693,8 @@ def build_pairs(
         for name, values in (("a", labels.a), ("b", labels.b), ("tie", labels.tie), ("both_bad", labels.both_bad))
     }
     judgements: list[Judgement] = []
-    # ratings: rows of one (item, annotator), with the group and the first row's prompt.
-    items: dict[tuple, list[tuple[int, str, str | None, float]]] = defaultdict(list)
+    # ratings: the rows of one (item, annotator), with its group, comparison and prompt (of its first row).
+    items: dict[tuple, list[tuple[int, str, str, float]]] = defaultdict(list)
     item_meta: dict[tuple, tuple[str, str, str | None]] = {}
     rows_read = rows_used = 0
     for row_no, ref, unit in _units(comparisons.rows, fields.explode):
@@ -665,73 +719,26 @@ def build_pairs(
             continue
         label = annotated.group[annotator]
         prompt = as_text(field_value(unit, fields.prompt), f"{where_ref}, {fields.prompt}")
-        comparison = _key(field_value(unit, fields.comparison_id)) if fields.comparison_id else prompt
-        if format == "pairwise":
-            preference = _key(field_value(unit, fields.preference))
-            side = None if preference is None else preference.casefold()
-            if side is None:
-                ledger.skip("preference_missing", ref)
-                continue
-            if side in label_sets["tie"]:
-                ledger.skip("tie", ref)
-                continue
-            if side in label_sets["both_bad"]:
-                ledger.skip("both_bad", ref)
-                continue
-            if side not in label_sets["a"] and side not in label_sets["b"]:
-                ledger.skip("preference_unrecognised", ref, detail=preference)
-                continue
-            a = as_text(field_value(unit, fields.response_a), f"{where_ref}, {fields.response_a}")
-            b = as_text(field_value(unit, fields.response_b), f"{where_ref}, {fields.response_b}")
-            chosen, rejected = (a, b) if side in label_sets["a"] else (b, a)
-            judgements.append(Judgement(label, str(comparison), prompt, chosen, rejected, row_no))
-            rows_used += 1
-        elif format == "ratings":
-            rating = _number(field_value(unit, fields.rating))
-            if rating is None:
-                ledger.skip("rating_missing", ref)
-                continue
-            response = as_text(field_value(unit, fields.response), f"{where_ref}, {fields.response}")
-            if response is None:
-                ledger.skip("response_missing", ref)
-                continue
-            key = (*(_key(field_value(unit, p)) for p in fields.item), annotator)
-            items[key].append((row_no, ref, response, rating))
-            item_meta.setdefault(key, (label, str(comparison), prompt))
+        comparison = str(_key(field_value(unit, fields.comparison_id)) if fields.comparison_id else prompt)
+        if format == "ratings":
+            reason, detail, rated = _rated_response(unit, fields, where_ref)
+            if reason is None:
+                key = (*(_key(field_value(unit, p)) for p in fields.item), annotator)
+                items[key].append((row_no, ref, *rated))
+                item_meta.setdefault(key, (label, comparison, prompt))
         else:
-            ranking = _key(field_value(unit, fields.ranking))
-            if ranking is None:
-                ledger.skip("ranking_missing", ref)
-                continue
-            tiers = parse_ranking(ranking)
-            if tiers is None:
-                ledger.skip("ranking_unparsable", ref, detail=ranking)
-                continue
-            texts = _labelled_responses(unit, fields, where_ref)
-            ranked = [(lab, len(tiers) - t) for t, tier in enumerate(tiers) for lab in tier]
-            if any(texts.get(lab) is None for lab, _ in ranked):
-                ledger.skip("response_missing", ref, detail=",".join(lab for lab, _ in ranked if not texts.get(lab)))
-                continue
-            if len(ranked) < 2:
-                ledger.skip("single_response", ref)
-                continue
-            formed = rating_pairs([r for _, r in ranked], rating_pairs_rule)
-            if not formed:
-                ledger.skip("ratings_all_equal", ref)
-                continue
-            rows_used += 1
-            for better, worse in formed:
-                chosen, rejected = texts[ranked[better][0]], texts[ranked[worse][0]]
-                judgements.append(Judgement(label, str(comparison), prompt, chosen, rejected, row_no))
+            find = _pairwise_judgement if format == "pairwise" else _ranking_judgements
+            reason, detail, formed = find(unit, fields, label_sets, rating_pairs_rule, where_ref)
+            if reason is None:
+                rows_used += 1
+                judgements += [Judgement(label, comparison, prompt, c, r, row_no) for c, r in formed]
+        if reason is not None:
+            ledger.skip(reason, ref, detail=detail)
     for key, rated in items.items():  # ratings: an item's rows are used or skipped together
         label, comparison, prompt = item_meta[key]
-        first_ref = rated[0][1]
-        if len(rated) < 2:
-            ledger.skip("single_response", first_ref, n=len(rated))
-            continue
-        formed = rating_pairs([r[3] for r in rated], rating_pairs_rule)
+        formed = rating_pairs([r[3] for r in rated], rating_pairs_rule) if len(rated) > 1 else []
         if not formed:
-            ledger.skip("ratings_all_equal", first_ref, n=len(rated))
+            ledger.skip("single_response" if len(rated) < 2 else "ratings_all_equal", rated[0][1], n=len(rated))
             continue
         rows_used += len(rated)
         for better, worse in formed:
@@ -963,16 +970,3 @@ class ComparisonsDataModule(PreferenceDataModule):
             },
             features=_PAIR_FEATURES,
         )
-
-    def settings(self) -> dict[str, Any]:
-        """This source's settings as plain values (for reports and notebooks)."""
-        return {
-            "annotators": asdict(self.annotators),
-            "format": self.format,
-            "fields": asdict(self.fields),
-            "labels": asdict(self.labels),
-            "group": asdict(self.group),
-            "multiple_annotators": self.multiple_annotators,
-            "rating_pairs": self.rating_pairs,
-            "where": self.where,
-        }
