@@ -522,6 +522,35 @@ def test_prism_recipe_yaml_builds_a_data_module_that_gives_batches(prism_files, 
     assert sorted(batch["group"].tolist()) == [0, 0, 1, 1, 1, 1, 1, 2]
 
 
+def test_collective_alignment_recipe_yaml_builds_a_data_module_that_gives_batches(ca1_files, tmp_path):
+    from conftest import TINY_MODEL_FLAGS
+
+    from grpo_lightning.cli import main
+
+    comparisons, annotators = ca1_files
+    cli = main(
+        [
+            "--config", str(ROOT / "configs/default.yaml"),
+            "--config", str(ROOT / "configs/data/collective_alignment_1.yaml"),
+            "--data.path", str(comparisons),
+            "--data.annotators.path", str(annotators),
+            "--data.group.min_pairs", "1",
+            *TINY_MODEL_FLAGS,
+            "--trainer.logger", "false",
+            "--trainer.default_root_dir", str(tmp_path),
+        ],
+        run=False,
+    )  # fmt: skip
+    dm = cli.datamodule
+    dm.setup("fit")
+    # The 8 majority pairs of test_collective_alignment_recipe_majority_per_group, all of one prompt: all training.
+    assert dm.group_names == ["JP", "US"] and dm.train_group_counts == [3, 5]
+    assert dm.rows_in == 8 + 5 + 7  # pairs + row skips + judgement skips
+    assert dm.source_report["judgements"] == 15 and dm.source_report["multiple_annotators"] == "majority"
+    batch = next(iter(dm.train_dataloader()))
+    assert sorted(batch["group"].tolist()) == [0, 0, 0, 1, 1, 1, 1, 1]
+
+
 def test_comparisons_module_settings_are_checked():
     annotators = Table(path="annotators.csv")
     with pytest.raises(ValueError, match="data.annotators"):
