@@ -543,7 +543,10 @@ class _Ledger:
                 continue
             unit = "judgements" if SKIP_REASONS[reason].startswith("pair") else "rows"
             shown = "; ".join(self.refs[reason]) + ("; ..." if n > len(self.refs[reason]) else "")
-            detail = f" {dict(self.details[reason])}" if self.details.get(reason) else ""
+            # The most common details (unknown ids, empty attributes, bad labels), five at most: ids can be many.
+            common = self.details[reason].most_common() if self.details.get(reason) else []
+            detail = f" {dict(common[:5])}" + (f" and {len(common) - 5} more" if len(common) > 5 else "")
+            detail = detail if common else ""
             log.warning(
                 "%s: skipped %d of %d %s as %s%s (%s)", self.source, n, totals[unit], unit, reason, detail, shown
             )
