@@ -98,7 +98,8 @@ def test_length_stats_of_nothing():
 
 
 def test_the_comparisons_source_adds_its_ledgers(tmp_path):
-    from grpo_lightning.data.sources.comparisons import ComparisonsDataModule, Table
+    from grpo_lightning.data.sources.comparisons.module import ComparisonsDataModule
+    from grpo_lightning.data.sources.comparisons.settings import Table
 
     comparisons = tmp_path / "comparisons.jsonl"
     rows = [

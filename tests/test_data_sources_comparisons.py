@@ -1,4 +1,4 @@
-"""Comparisons + annotators → group-labelled pairs (data/sources/comparisons.py).
+"""Comparisons + annotators → group-labelled pairs (data/sources/comparisons/).
 
 Each recipe under configs/data/ gets a small fixture in its dataset's own schema, written here, with the pairs and
 groups it must give worked out by hand (explicit lists, not recomputed with the code under test). The accounting is
@@ -16,16 +16,11 @@ import pytest
 import yaml
 
 from grpo_lightning.data.rows import DataError
-from grpo_lightning.data.sources.comparisons import (
-    ComparisonFields,
-    ComparisonsDataModule,
-    GroupSettings,
-    Table,
-    build_pairs,
-    load_table,
-    parse_ranking,
-    rating_pairs,
-)
+from grpo_lightning.data.sources.comparisons.judgements import parse_ranking, rating_pairs
+from grpo_lightning.data.sources.comparisons.module import ComparisonsDataModule
+from grpo_lightning.data.sources.comparisons.pairs import build_pairs
+from grpo_lightning.data.sources.comparisons.settings import ComparisonFields, GroupSettings, Table
+from grpo_lightning.data.sources.comparisons.tables import load_table
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGGER = "grpo_lightning.data.sources.comparisons"
@@ -47,7 +42,7 @@ def _csv(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 def _recipe(name: str) -> dict:
     """The recipe's init_args, as a ComparisonsDataModule gets them (the YAML's own keys)."""
     data = yaml.safe_load((ROOT / "configs" / "data" / f"{name}.yaml").read_text())["data"]
-    assert data["class_path"] == "grpo_lightning.data.sources.comparisons.ComparisonsDataModule"
+    assert data["class_path"] == "grpo_lightning.data.sources.comparisons.module.ComparisonsDataModule"
     return data["init_args"]
 
 
