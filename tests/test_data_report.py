@@ -126,7 +126,7 @@ def test_fast_on_the_default_generated_data(tmp_path):
     once the data is prepared (here it takes well under a second)."""
     from conftest import TINY_MODEL_FLAGS
 
-    from grpo_lightning.cli import main
+    from grpo_lightning.cli.app import main
 
     cli = main(
         ["--config", str(ROOT / "configs/default.yaml"), *TINY_MODEL_FLAGS, "--trainer.logger", "false",

@@ -483,7 +483,7 @@ def test_the_hub_is_read_only_for_a_hub_id(monkeypatch, tmp_path, pairwise_files
 def test_prism_recipe_yaml_builds_a_data_module_that_gives_batches(prism_files, tmp_path):
     from conftest import TINY_MODEL_FLAGS
 
-    from grpo_lightning.cli import main
+    from grpo_lightning.cli.app import main
 
     utterances, survey = prism_files
     cli = main(
@@ -520,7 +520,7 @@ def test_prism_recipe_yaml_builds_a_data_module_that_gives_batches(prism_files, 
 def test_collective_alignment_recipe_yaml_builds_a_data_module_that_gives_batches(ca1_files, tmp_path):
     from conftest import TINY_MODEL_FLAGS
 
-    from grpo_lightning.cli import main
+    from grpo_lightning.cli.app import main
 
     comparisons, annotators = ca1_files
     cli = main(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from typing import Any
 
 from jsonargparse import ArgumentParser
@@ -43,6 +44,9 @@ def run(cli_class: type, args: list[str], cli_kwargs: dict[str, Any]) -> dict[st
         def instantiate_classes(self) -> None:  # the data module alone, below
             pass
 
+    # `grpo data ...` from the console: LightningCLI warns that sys.argv (with `data`) and args both exist; args is
+    # sys.argv without the word it does not know.
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended")
     cli = DataCLI(**{**cli_kwargs, "args": args, "run": False})
     dm = build_datamodule(cli.config)
     dm.prepare_data()
