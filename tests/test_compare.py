@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY_DATA_FLAGS, TINY_MODEL_FLAGS
 
-from grpo_lightning.analysis import compare
+from grpo_lightning.analysis import compare, launch
 from grpo_lightning.cli.app import main as grpo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +125,7 @@ def test_paired_difference_wins_n1_and_no_pairs(tmp_path, capsys):
 def test_launch_runs_each_config_and_seed_in_its_own_dir(tmp_path, monkeypatch, capsys):
     calls = []
 
-    def fake_run(cmd, env, stdout):
+    def fake_run(cmd, **kwargs):
         calls.append(cmd)
         args = dict(zip(cmd, cmd[1:], strict=False))
         run_dir = (
@@ -134,9 +135,12 @@ def test_launch_runs_each_config_and_seed_in_its_own_dir(tmp_path, monkeypatch, 
         )
         seed = int(args["--seed_everything"])
         _summary(run_dir, seed, {"A": 1.0 + seed, "B": 2.0 + seed})
+        assert kwargs["stdout"] == 2  # the runs' output to stderr: stdout holds only the comparison
+        # The children run the same grpo_lightning as this process.
+        assert kwargs["env"]["PYTHONPATH"].split(os.pathsep)[0] == str(launch.PACKAGE_PARENT)
         return subprocess.CompletedProcess(cmd, 0)
 
-    monkeypatch.setattr(compare.subprocess, "run", fake_run)
+    monkeypatch.setattr(launch.subprocess, "run", fake_run)
     argv = ["--config", "x/ipo.yaml", "--config", "y/gripo.yaml", "--seeds", "0,1", "--log-dir", str(tmp_path)]
     compare.main([*argv, "--", "--trainer.max_epochs", "2"])
     assert len(calls) == 4

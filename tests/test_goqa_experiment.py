@@ -1,20 +1,32 @@
-"""The cross-fitted GOQA experiment (goqa_experiment.py): the paired bootstrap over questions on hand-checkable
-numbers, the table from earlier runs' scores, the data argument, and (slow) the whole command on the tiny model."""
+"""The cross-fitted GOQA experiment (scripts/goqa_experiment.py, its statistics in analysis/goqa.py): the paired
+bootstrap over questions on hand-checkable numbers, the table from earlier runs' scores, the data argument, and
+(slow) the whole command on the tiny model."""
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import PAPER_COUNTRIES, TINY_MODEL_FLAGS
 
-from grpo_lightning.analysis import goqa_experiment
 from grpo_lightning.analysis.stats import bootstrap_counts, percentile_interval, ratio_of_sums
 
 ROOT = Path(__file__).resolve().parents[1]
 EXP = ROOT / "configs" / "experiment"
+
+
+def _load_script():
+    """The command is a script of the checkout (scripts/), not a module of the package: loaded from its path."""
+    spec = importlib.util.spec_from_file_location("goqa_experiment", ROOT / "scripts" / "goqa_experiment.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+goqa_experiment = _load_script()
 
 
 def test_bootstrap_counts_draw_n_of_n_and_are_seeded() -> None:
@@ -128,3 +140,13 @@ def test_one_command_scores_every_pair_out_of_fold(goqa_csv, tmp_path: Path, cap
         assert len(keys) == len(set(keys)) == 200
     assert (tmp_path / "out" / "figure.png").stat().st_size > 0
     assert "--data.init_args.fold 1" in (tmp_path / "out" / "commands.sh").read_text()
+
+
+def test_the_package_has_no_path_into_a_checkout() -> None:
+    """The installed package reads no data path of its own and computes no repository root: the command that needs
+    the checkout's configs is the script, and the data is always the user's --data or --hub-id."""
+    package = ROOT / "src" / "grpo_lightning"
+    for path in package.rglob("*.py"):
+        text = path.read_text()
+        assert "../shared" not in text and "shared/data" not in text, path
+    assert not (package / "analysis" / "goqa_experiment.py").exists()

@@ -1,1 +1,2 @@
-"""Reading finished runs: summaries, statistics, comparisons, reports."""
+"""Reading finished runs (summary files, TensorBoard scalars), their statistics, comparisons and reports; launching
+the runs they compare."""

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
-import subprocess
 import sys
 from pathlib import Path
 
-import torch
-
-from grpo_lightning.analysis import stats
-from grpo_lightning.analysis.runs import Run, collect_runs, events, method_of, read_run
+from grpo_lightning.analysis.launch import Launcher, LaunchError
+from grpo_lightning.analysis.runs import Run, collect_runs, method_of, read_run, read_scalars
+from grpo_lightning.analysis.stats import format_mean_se_of, mean_se_values
+from grpo_lightning.metrics.tags import GROUP_WEIGHT_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -33,24 +31,6 @@ STAGES = ("val", "test")
 # ----------------------------------------------------------------------------------------------
 # Statistics and tables
 # ----------------------------------------------------------------------------------------------
-
-
-def mean_se(values: list[float]) -> tuple[float, float | None]:
-    """Mean and standard error over runs (:func:`grpo_lightning.analysis.stats.mean_se`); ``None`` for one value."""
-    mean, se = stats.mean_se(torch.tensor(values, dtype=torch.float64))
-    return mean.item(), (se.item() if len(values) > 1 else None)
-
-
-def fmt_mean_se(values: list[float], of: int | None = None, digits: int = 4) -> str:
-    """``mean ± s.e.``; ``mean (n=1)`` for one value; ``(n=k)`` appended when only k of a
-    method's ``of`` runs have the value; ``no pairs`` when none has."""
-    if not values:
-        return "no pairs"
-    mean, se = mean_se(values)
-    text = f"{mean:.{digits}f} (n=1)" if se is None else f"{mean:.{digits}f} ± {se:.{digits}f}"
-    if se is not None and of is not None and len(values) != of:
-        text += f" (n={len(values)})"
-    return text
 
 
 def by_method(runs: list[Run]) -> dict[str, list[Run]]:
@@ -88,7 +68,7 @@ def table_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
             row = [f"{title} {g}"]
             for rs, cells in zip(methods.values(), per_method, strict=True):
                 found = [v for v in cells[g] if v is not None]
-                text = fmt_mean_se(found, of=len(rs)) if found or not cells[g] else "-"  # "-": not logged
+                text = format_mean_se_of(found, of=len(rs)) if found or not cells[g] else "-"  # "-": not logged
                 if metric == "loss" and found and g == _worst(cells):
                     text += " <- worst"  # the group with the highest mean loss of this method
                 row.append(text)
@@ -96,7 +76,8 @@ def table_rows(runs: list[Run]) -> tuple[list[str], list[list[str]]]:
         if metric == "loss":
             for label, get in (("worst-group loss", lambda r: r.worst_group_loss), ("average loss", lambda r: r.loss)):
                 cells = [
-                    fmt_mean_se([v for r in rs if (v := get(r)) is not None], of=len(rs)) for rs in methods.values()
+                    format_mean_se_of([v for r in rs if (v := get(r)) is not None], of=len(rs))
+                    for rs in methods.values()
                 ]
                 rows.append([label, *cells])
     return header, rows
@@ -135,7 +116,7 @@ def paired_differences(runs: list[Run]) -> list[str]:
         wins = sum(d < 0 for d in diffs)
         lines.append(
             f"paired worst-group loss, {name_b} − {name_a} over {len(seeds)} shared seed(s): "
-            f"{fmt_mean_se(diffs)}; {name_b} lower on {wins}/{len(seeds)}"
+            f"{format_mean_se_of(diffs)}; {name_b} lower on {wins}/{len(seeds)}"
         )
     return lines
 
@@ -176,13 +157,8 @@ def _weight_history(run: Run) -> dict[str, list[tuple[int, float]]]:
     path = run.fit_path
     if not any(path.glob("events.out.tfevents.*")):
         return {}
-    ea = events(path)
-    prefix = "train/group_weight/"
-    return {
-        t[len(prefix) :]: [(e.step, e.value) for e in ea.Scalars(t)]
-        for t in ea.Tags()["scalars"]
-        if t.startswith(prefix)
-    }
+    scalars = read_scalars(path)
+    return {t[len(GROUP_WEIGHT_PREFIX) :]: v for t, v in scalars.items() if t.startswith(GROUP_WEIGHT_PREFIX)}
 
 
 def draw_figure(runs: list[Run], path: Path, stage: str) -> None:
@@ -212,7 +188,7 @@ def draw_figure(runs: list[Run], path: Path, stage: str) -> None:
                 values = [v for r in rs if (v := r.worst_group_loss) is not None]
             else:
                 values = [r.present()[g]["loss"] for r in rs if g in r.present()]
-            m, se = mean_se(values) if values else (float("nan"), None)
+            m, se = mean_se_values(values) if values else (float("nan"), None)
             means.append(m)
             ses.append(se or 0.0)
         xs = [j + (i - (len(methods) - 1) / 2) * width for j in range(len(labels))]
@@ -258,9 +234,7 @@ def launch(configs: list[str], seeds: list[int], log_dir: Path, stage: str, extr
     """``grpo fit`` (and ``grpo test`` from its last checkpoint for ``--stage test``) for each
     config × seed, one after another; each run logs to ``<log_dir>/<config name>/seed_<seed>``.
     A run whose summary is already there is reused. Returns (run dir, method) pairs."""
-    # The children run the same grpo_lightning as this process (a checkout on PYTHONPATH included).
-    package_root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    launcher = Launcher()  # the children run the same grpo_lightning as this process (a checkout included)
     todo = [(config, label, seed) for config, label in zip(configs, _labels(configs), strict=True) for seed in seeds]
     out = []
     for i, (config, label, seed) in enumerate(todo, 1):
@@ -291,13 +265,13 @@ def launch(configs: list[str], seeds: list[int], log_dir: Path, stage: str, extr
             commands.append(
                 ["test", *common, "--trainer.logger.init_args.version", version, "--ckpt_path", ckpt, *extra]
             )
-        for args in commands:
-            cmd = [sys.executable, "-m", "grpo_lightning.cli.app", *args]
-            log.info("[%d/%d] %s seed %d: grpo %s", i, len(todo), label, seed, " ".join(args))
+        for subcommand, *args in commands:
+            log.info("[%d/%d] %s seed %d: grpo %s %s", i, len(todo), label, seed, subcommand, " ".join(args))
             # The runs' own output goes to stderr, so stdout holds only the comparison.
-            result = subprocess.run(cmd, env=env, stdout=2)
-            if result.returncode != 0:
-                raise SystemExit(f"grpo {args[0]} failed (exit {result.returncode}) for {config} seed {seed}")
+            try:
+                launcher.run(subcommand, args)
+            except LaunchError as e:
+                raise SystemExit(f"{e} for {config} seed {seed}") from e
     return out
 
 

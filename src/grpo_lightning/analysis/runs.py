@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from grpo_lightning.metrics.tags import eval_group_prefix, eval_group_tag, eval_tag, group_weight_tag
+
 log = logging.getLogger(__name__)
 
 METRICS = ("loss", "reward_acc", "logp_acc")
@@ -102,7 +104,10 @@ def _drop_no_path_found(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("No path found after")
 
 
-def events(run_dir: Path):
+def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of a TensorBoard run directory (all its event files): tag → ``[(step, value), ...]`` in the order
+    logged. The one reader of event files: ``grpo-compare`` (runs without a summary file, the weights panel), the
+    group-weight figure (``callbacks/figures.py``) and the GOQA report (``analysis/goqa.py``)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.util import tb_logging
 
@@ -111,29 +116,29 @@ def events(run_dir: Path):
     if _drop_no_path_found not in tb_logging.get_logger().filters:
         tb_logging.get_logger().addFilter(_drop_no_path_found)
 
+    # Images and histograms (the group-weight figure) are not read: one of each is kept, all scalars.
     ea = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "images": 1, "histograms": 1})
     ea.Reload()
-    return ea
+    return {tag: [(e.step, e.value) for e in ea.Scalars(tag)] for tag in ea.Tags()["scalars"]}
 
 
 def _from_events(run_dir: Path, stage: str) -> tuple[float | None, dict[str, dict]] | None:
     """The last logged value of each ``<stage>/<metric>/<group>`` (runs without a summary file)."""
-    ea = events(run_dir)
-    tags = set(ea.Tags()["scalars"])
-    if f"{stage}/loss" not in tags:
+    scalars = read_scalars(run_dir)
+    if eval_tag(stage, "loss") not in scalars:
         return None
-    last = lambda tag: ea.Scalars(tag)[-1].value if tag in tags else None  # noqa: E731
-    prefix = f"{stage}/loss/"
-    names = _group_names(run_dir) or sorted(t[len(prefix) :] for t in tags if t.startswith(prefix))
+    last = lambda tag: scalars[tag][-1][1] if tag in scalars else None  # noqa: E731
+    prefix = eval_group_prefix(stage, "loss")
+    names = _group_names(run_dir) or sorted(t[len(prefix) :] for t in scalars if t.startswith(prefix))
     groups = {}
     for g in names:
-        pairs = last(f"{stage}/pairs/{g}")  # absent in runs from before it was logged
-        values = {m: last(f"{stage}/{m}/{g}") for m in METRICS}
-        values["weight"] = last(f"train/group_weight/{g}")  # the last training step's w_g
+        pairs = last(eval_group_tag(stage, "pairs", g))  # absent in runs from before it was logged
+        values = {m: last(eval_group_tag(stage, m, g)) for m in METRICS}
+        values["weight"] = last(group_weight_tag(g))  # the last training step's w_g
         if pairs is None:
             pairs = None if values["loss"] is not None else 0
         groups[g] = {"pairs": None if pairs is None else int(pairs), **values}
-    return last(f"{stage}/loss"), groups
+    return last(eval_tag(stage, "loss")), groups
 
 
 def read_run(run_dir: Path, stage: str, method: str) -> Run | None:

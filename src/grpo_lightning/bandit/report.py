@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from grpo_lightning.analysis.stats import mean_se
+from grpo_lightning.analysis.stats import format_mean_se, mean_se
 from grpo_lightning.bandit.env import DTYPE, NUM_GROUPS
 
 if TYPE_CHECKING:
@@ -72,9 +72,8 @@ def format_table(rows: list[dict]) -> str:
     lines = [f"{'scenario':<18} {'method':<11} {'max val group loss':>24} {'max reward err':>22} {'avg val loss':>22}"]
     for key in loss:
         (lm, ls), (em, es), (am, as_) = loss[key], err[key], avg[key]
-        lines.append(
-            f"{key[0]:<18} {key[1]:<11} {lm:>14.4f} ± {ls:<7.4f} {em:>12.4f} ± {es:<7.4f} {am:>12.4f} ± {as_:<7.4f}"
-        )
+        cells = [format_mean_se(lm, ls, widths=(14, 7)), format_mean_se(em, es, widths=(12, 7))]
+        lines.append(f"{key[0]:<18} {key[1]:<11} {' '.join(cells)} {format_mean_se(am, as_, widths=(12, 7))}")
     return "\n".join(lines)
 
 

@@ -50,11 +50,11 @@ class GroupWeightFigure(Callback):
             log.info("no TensorBoard logger: no group-weight chart or figure")
             return
         log_dir = Path(logger.log_dir)
-        tags = group_weight_tags(pl_module.group_names)
+        weight_tags = group_weight_tags(pl_module.group_names)
         # One writer takes one layout (SummaryWriter.add_custom_scalars); a second fit with the same logger has it.
         if str(log_dir) not in self._layout_written:
             # The chart's tags are regular expressions: escaped, so a group name is matched literally.
-            layout = {"group weights": {"group weights": ["Multiline", [f"^{re.escape(t)}$" for t in tags]]}}
+            layout = {"group weights": {"group weights": ["Multiline", [f"^{re.escape(t)}$" for t in weight_tags]]}}
             logger.experiment.add_custom_scalars(layout)
             self._layout_written.add(str(log_dir))
         ckpt_path = trainer.ckpt_path
@@ -67,9 +67,9 @@ class GroupWeightFigure(Callback):
     def history(cls, log_dir: str | Path, group_names: list[str]) -> dict[str, list[tuple[int, float]]]:
         """Each group's logged weights ``[(step, w_g), ...]`` in ``log_dir`` and, for steps before its
         first, in the log dirs of the runs it resumed (a checkpoint in ``<log dir>/checkpoints/``)."""
-        from grpo_lightning.analysis.runs import events
+        from grpo_lightning.analysis.runs import read_scalars
 
-        tags = dict(zip(group_names, group_weight_tags(group_names), strict=True))
+        weight_tags = dict(zip(group_names, group_weight_tags(group_names), strict=True))
         out: dict[str, list[tuple[int, float]]] = {g: [] for g in group_names}
         first = math.inf  # the first step of the later part: a predecessor's steps from there on were redone
         seen: set[Path] = set()  # a resumed_from that leads back to a dir read already ends the chain
@@ -77,11 +77,10 @@ class GroupWeightFigure(Callback):
         while run_dir is not None and run_dir not in seen:
             seen.add(run_dir)
             if any(run_dir.glob("events.out.tfevents.*")):
-                ea = events(run_dir)
-                logged = set(ea.Tags()["scalars"])
+                scalars = read_scalars(run_dir)
                 earliest = first
-                for g, tag in tags.items():
-                    points = [(e.step, e.value) for e in ea.Scalars(tag)] if tag in logged else []
+                for g, tag in weight_tags.items():
+                    points = scalars.get(tag, [])
                     out[g] = [p for p in points if p[0] < first] + out[g]
                     earliest = min([earliest, *(s for s, _ in points)])
                 first = earliest

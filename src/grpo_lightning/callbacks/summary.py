@@ -9,6 +9,7 @@ import os
 from typing import Any
 
 from grpo_lightning.callbacks.log_dir import ReadsLogDir, log_dir_path, run_log_dir
+from grpo_lightning.metrics.tags import eval_group_tag, eval_tag
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,13 @@ class GroupSummary(ReadsLogDir):
         weights = [float(w) for w in pl_module.group_weights().detach().cpu()]
         rows = []
         for g, name in enumerate(pl_module.group_names):
-            pairs = value(f"{split}/pairs/{name}")
+            pairs = value(eval_group_tag(split, "pairs", name))
             present = pairs is not None and pairs > 0
             rows.append(
                 {
                     "group": name,
                     "pairs": int(pairs) if pairs is not None else 0,
-                    **{m: value(f"{split}/{m}/{name}") if present else None for m in SUMMARY_COLUMNS[2:5]},
+                    **{m: value(eval_group_tag(split, m, name)) if present else None for m in SUMMARY_COLUMNS[2:5]},
                     "weight": weights[g],
                 }
             )
@@ -85,7 +86,7 @@ class GroupSummary(ReadsLogDir):
             "seed": int(seed) if seed is not None else None,
             "loss_name": getattr(getattr(pl_module, "loss_fn", None), "name", None),
             "weighting": getattr(getattr(pl_module, "weighting", None), "name", None),
-            "loss": value(f"{split}/loss"),
+            "loss": value(eval_tag(split, "loss")),
             "worst_group": worst["group"] if worst else None,
             "worst_group_loss": worst["loss"] if worst else None,
             "groups": rows,

@@ -9,6 +9,7 @@ from torchmetrics import Metric
 
 from grpo_lightning.core.accuracy import pair_accuracy
 from grpo_lightning.core.groups import group_counts, group_sums
+from grpo_lightning.metrics.tags import WORST_GROUP_METRICS, eval_group_tag, eval_tag
 
 
 class GroupPreferenceMetrics(Metric):
@@ -70,22 +71,25 @@ class GroupPreferenceMetrics(Metric):
             "logp_acc": self.logp_correct / self.count.clamp(min=1),
             "ref_logp_acc": self.ref_logp_correct / self.count.clamp(min=1),
         }
-        out: dict[str, torch.Tensor] = {f"{p}/loss": self.loss.sum() / total, f"{p}/groups_covered": present.sum()}
+        out: dict[str, torch.Tensor] = {
+            eval_tag(p, "loss"): self.loss.sum() / total,
+            eval_tag(p, "groups_covered"): present.sum(),
+        }
         # Every group, 0 included: the summary and grpo-compare tell "no pairs" from a missing log.
         for g, name in enumerate(self.group_names):
-            out[f"{p}/pairs/{name}"] = self.count[g]
+            out[eval_group_tag(p, "pairs", name)] = self.count[g]
         for metric, values in per.items():
             for g, name in enumerate(self.group_names):
                 if present[g]:
-                    out[f"{p}/{metric}/{name}"] = values[g]
+                    out[eval_group_tag(p, metric, name)] = values[g]
         if present.any():
-            out[f"{p}/worst_group_loss"] = per["loss"][present].max()
-            out[f"{p}/min_group_reward_acc"] = per["reward_acc"][present].min()
-            out[f"{p}/min_group_logp_acc"] = per["logp_acc"][present].min()
-            out[f"{p}/min_group_ref_logp_acc"] = per["ref_logp_acc"][present].min()
-        out[f"{p}/rewards/chosen"] = self.chosen_reward / total
-        out[f"{p}/rewards/rejected"] = self.rejected_reward / total
-        out[f"{p}/rewards/margins"] = (self.chosen_reward - self.rejected_reward) / total
+            # The worst group: the highest loss, the lowest accuracies (over the groups with pairs).
+            for metric, overall in WORST_GROUP_METRICS.items():
+                values = per[metric][present]
+                out[eval_tag(p, overall)] = values.max() if metric == "loss" else values.min()
+        out[eval_tag(p, "rewards/chosen")] = self.chosen_reward / total
+        out[eval_tag(p, "rewards/rejected")] = self.rejected_reward / total
+        out[eval_tag(p, "rewards/margins")] = (self.chosen_reward - self.rejected_reward) / total
         return {k: v.float() for k, v in out.items()}
 
 
@@ -119,7 +123,11 @@ class GroupOpinionAlignment(Metric):
         p = self.prefix
         present = self.count > 0
         mean = self.alignment / self.count.clamp(min=1)
-        out = {f"{p}/opinion_alignment/{name}": mean[g] for g, name in enumerate(self.group_names) if present[g]}
+        out = {
+            eval_group_tag(p, "opinion_alignment", name): mean[g]
+            for g, name in enumerate(self.group_names)
+            if present[g]
+        }
         if present.any():
-            out[f"{p}/min_group_opinion_alignment"] = mean[present].min()
+            out[eval_tag(p, "min_group_opinion_alignment")] = mean[present].min()
         return {k: v.float() for k, v in out.items()}
