@@ -60,9 +60,10 @@ def test_grpo_data_counts_a_recipes_skipped_rows(prism_files, capsys, no_model):
             "data",
             "--config", str(ROOT / "configs/default.yaml"),
             "--config", str(ROOT / "configs/data/prism.yaml"),
-            "--data.init_args.path", str(utterances),
-            "--data.init_args.annotators.path", str(survey),
-            "--data.init_args.group.min_pairs", "1",
+            # the flags README.md and docs/own_data.md give
+            "--data.path", str(utterances),
+            "--data.annotators.path", str(survey),
+            "--data.group.min_pairs", "1",
         ]
     )  # fmt: skip
     # The fixture's 19 rows (test_data_sources_comparisons.py): 2 of a later turn, 4 with equal ratings and 2 of a
