@@ -1,4 +1,9 @@
-"""configs/ as overlays: each setting is written once, and composing the files leaves every run's settings as they were.
+"""configs/ as a list of pieces: each run config names the pieces it uses one level deep, and composing them leaves
+every run's settings as they were.
+
+One level: an experiment (configs/experiment/*.yaml, configs/default.yaml) lists its pieces under ``__base__``; a
+piece (configs/base/, loss/, weighting/, schedule/, task/) and an overlay (debug.yaml) has no ``__base__``, so a reader
+sees the whole recipe in the experiment's own file.
 
 The merged configuration of each experiment (and of a few overlay combinations) is stored under
 tests/data/merged_configs/ as the settings in which it differs from the CLI's defaults (the merged
@@ -14,9 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import pytest
@@ -53,48 +56,84 @@ RUNS: dict[str, tuple[str, ...]] = {
 }
 
 # ----------------------------------------------------------------------------------------------
-# Repeated settings lines
+# One level of __base__
 # ----------------------------------------------------------------------------------------------
 
-# `key: value` with a value after the colon, or a list item; a bare key (`model:`, `model:  # why`) opens a block
-# and sets nothing.
-_SETTING = re.compile(r"^(-(\s.*)?|[^#\s-][^:]*:\s+[^#\s].*)$")
+# The configs that list pieces: each experiment and the default run. Every other file is a piece or an overlay.
+RUN_CONFIGS = (
+    "default.yaml",
+    *(f"experiment/{p.name}" for p in sorted((ROOT / "configs" / "experiment").glob("*.yaml"))),
+)
 
 
-def settings_lines(path: Path) -> list[str]:
-    lines = (raw.strip() for raw in path.read_text(encoding="utf-8").splitlines())
-    return [s for s in lines if s and not s.startswith("#") and _SETTING.match(s)]
+def deeper_than_one_level(root: Path, run_configs: tuple[str, ...]) -> list[str]:
+    """What breaks the one-level rule under ``root``: a run config without pieces, a piece of a run config that has
+    bases of its own, or any other file with a ``__base__``; one line per finding, naming the files."""
+    from grpo_lightning.cli.config_files import config_bases
+
+    def rel(path: Path) -> str:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+
+    runs = {(root / name).resolve() for name in run_configs}
+    found = []
+    for path in sorted(root.rglob("*.yaml")):
+        bases = config_bases(path)
+        if path.resolve() not in runs:
+            if bases:
+                found.append(f"{rel(path)}: a piece or overlay with a __base__ ({', '.join(map(rel, bases))})")
+            continue
+        if not bases:
+            found.append(f"{rel(path)}: lists no pieces under __base__")
+        for base in bases:
+            if base.is_file() and config_bases(base):
+                found.append(f"{rel(path)}: its piece {rel(base)} has a __base__ of its own")
+    return found
 
 
-def repeated_share(root: Path) -> tuple[int, int, list[tuple[str, int]]]:
-    """(settings lines, those whose identical stripped line is in another config file, the repeated lines
-    with the number of files that hold each)."""
-    files = {p: settings_lines(p) for p in sorted(root.rglob("*.yaml"))}
-    holders: dict[str, set[Path]] = defaultdict(set)
-    for path, lines in files.items():
-        for line in lines:
-            holders[line].add(path)
-    total = sum(len(lines) for lines in files.values())
-    repeated = sum(1 for lines in files.values() for line in lines if len(holders[line]) > 1)
-    shared = sorted(((line, len(p)) for line, p in holders.items() if len(p) > 1), key=lambda x: -x[1])
-    return total, repeated, shared
+def test_every_experiment_lists_its_pieces_one_level_deep():
+    """Every configs/experiment/*.yaml and configs/default.yaml has __base__ entries, none of which has a __base__;
+    no other file under configs/ (debug.yaml, the pieces, the loss/weighting/schedule/task overlays) has one."""
+    assert {"default.yaml", "experiment/goqa_smollm2_gripo.yaml"} <= set(RUN_CONFIGS)
+    found = deeper_than_one_level(ROOT / "configs", RUN_CONFIGS)
+    assert not found, "configs one level deep: name the pieces in the experiment itself\n" + "\n".join(found)
 
 
-def test_settings_are_written_once():
-    total, repeated, shared = repeated_share(ROOT / "configs")
-    share = repeated / total
-    assert share <= 0.20, (
-        f"{repeated} of {total} settings lines under configs/ ({share:.1%}) repeat a line of another config; "
-        f"move shared settings into a base (configs/base/) or an overlay. Most repeated: {shared[:10]}"
-    )
+def test_a_piece_with_bases_of_its_own_breaks_the_one_level_rule(tmp_path):
+    piece = "trainer:\n  max_epochs: 2\n"
+    _write(tmp_path / "base" / "run.yaml", piece)
+    _write(tmp_path / "base" / "model.yaml", "__base__: run.yaml\nmodel:\n  gradient_clip_val: 1.0\n")
+    _write(tmp_path / "experiment" / "flat.yaml", "__base__: [../base/run.yaml]\n")
+    _write(tmp_path / "experiment" / "deep.yaml", "__base__: [../base/run.yaml, ../base/model.yaml]\n")
+    _write(tmp_path / "experiment" / "bare.yaml", piece)
+    runs = ("experiment/flat.yaml", "experiment/deep.yaml", "experiment/bare.yaml")
+    assert deeper_than_one_level(tmp_path, runs) == [
+        "base/model.yaml: a piece or overlay with a __base__ (base/run.yaml)",
+        "experiment/bare.yaml: lists no pieces under __base__",
+        "experiment/deep.yaml: its piece base/model.yaml has a __base__ of its own",
+    ]
+    assert deeper_than_one_level(tmp_path, ("experiment/flat.yaml",))[0].startswith("base/model.yaml")
 
 
-def test_settings_lines_are_what_the_share_counts(tmp_path):
-    config = tmp_path / "x.yaml"
-    config.write_text(
-        "# a comment\nmodel:  # why\n  loss:\n    name: ipo  # why\n\n    items:\n      - a\n      - b\nk: v\n"
-    )
-    assert settings_lines(config) == ["name: ipo  # why", "- a", "- b", "k: v"]
+def test_the_loss_and_weighting_overlays_name_runs_as_method_name_yaml():
+    """The loss and weighting overlays carry configs/base/method_name.yaml's log name themselves (a piece has no
+    __base__): the same line, but for cDPO's own loss half."""
+    import yaml
+
+    def name(path: Path):
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return (((loaded.get("trainer") or {}).get("logger") or {}).get("init_args") or {}).get("name")
+
+    line = name(ROOT / "configs" / "base" / "method_name.yaml")
+    _, weighting_half = line.split("}}_", 1)
+    named = {
+        p.relative_to(ROOT / "configs").as_posix(): name(p)
+        for d in ("loss", "weighting")
+        for p in sorted((ROOT / "configs" / d).glob("*.yaml"))
+    }
+    named = {k: v for k, v in named.items() if v is not None}
+    assert {"loss/ipo.yaml", "loss/sft.yaml", "weighting/robust.yaml", "weighting/uniform.yaml"} <= set(named)
+    assert named.pop("loss/cdpo.yaml") == "cdpo_" + weighting_half
+    assert all(v == line for v in named.values()), named
 
 
 # ----------------------------------------------------------------------------------------------

@@ -11,8 +11,6 @@ import pytest
 import torch
 
 from grpo_lightning.data import DataError, GeneratedOpinions, PreferenceDataModule
-from grpo_lightning.data.module import SPLITS
-from grpo_lightning.data.rows import stratified_split
 from grpo_lightning.data.sources.generated import GROUPS
 from grpo_lightning.data.tokenization import PairCollator, tokenize_pairs, train_tokenizer
 
@@ -192,22 +190,6 @@ def test_prefix_mismatch_falls_back_to_separate_encoding():
     assert out["note"] == ["prefix_mismatch"]
 
 
-def test_split_is_stratified_seeded_and_keeps_prompts_together():
-    groups = [0] * 50 + [1] * 20 + [2] * 5
-    prompts = [f"p{i // 2}" for i in range(75)]  # pairs share prompts two by two
-    parts = stratified_split(groups, prompts, (0.8, 0.1, 0.1), seed=1)
-    assert sorted(i for p in parts for i in p) == list(range(75))
-    assert [p.tolist() for p in parts] == [
-        p.tolist() for p in stratified_split(groups, prompts, (0.8, 0.1, 0.1), seed=1)
-    ]
-    for p in parts:  # every group in every split
-        assert {groups[i] for i in p} == {0, 1, 2}
-    seen = [{prompts[i] for i in p} for p in parts]
-    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
-    train_g0 = sum(groups[i] == 0 for i in parts[0])
-    assert 36 <= train_g0 <= 44  # ≈ 80 % of 50
-
-
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
 def test_local_files_with_mapped_columns(tmp_path, fmt):
     rows = [{"question": r["prompt"], "good": r["chosen"], "bad": r["rejected"], "team": r["group"]} for r in _rows()]
@@ -304,15 +286,6 @@ def test_tokenizer_round_trip(tiny_dm_factory, tmp_path):
     assert torch.is_tensor(next(iter(dm.val_dataloader()))["labels"])
 
 
-def test_a_split_column_with_another_value_is_refused_naming_the_row():
-    from grpo_lightning.data.rows import given_split
-
-    parts = given_split(["train", "val", " Test", "train"], "pairs.jsonl", [f"row {i}" for i in range(1, 5)], SPLITS)
-    assert [p.tolist() for p in parts] == [[0, 3], [1], [2]]
-    with pytest.raises(DataError, match=r"pairs.jsonl: column 'split' .*row 2: 'dev'"):
-        given_split(["train", "dev"], "pairs.jsonl", ["row 1", "row 2"], SPLITS)
-
-
 def test_default_experiments_share_data_seed_and_steps_and_evaluate_every_group_alike():
     """IPO, IS-IPO and GR-IPO on the default task differ only in the weighting and the log name,
     and evaluate each group on ≥ 100 val and ≥ 200 test pairs on questions no group trains on."""
@@ -340,26 +313,3 @@ def test_default_experiments_share_data_seed_and_steps_and_evaluate_every_group_
     assert weightings["gripo"] == weightings["default"]
     first = configs["ipo"]
     assert all(cfg == first for cfg in configs.values())
-
-
-def test_a_pairs_split_does_not_depend_on_the_other_rows():
-    """The split of a prompt is a keyed hash of its text with the seed: removing 10 rows and appending 15 leaves
-    every remaining pair in its split (no split of a group emptied here), and another seed draws another split."""
-    import random
-
-    rng = random.Random(0)
-    groups = [rng.randrange(3) for _ in range(300)]
-    prompts = [f"question {rng.randrange(120)}" for _ in range(300)]
-
-    def split_of(gs, ps, seed=0):
-        parts = stratified_split(gs, ps, (0.8, 0.1, 0.1), seed)
-        return {(gs[i], ps[i]): name for name, part in zip(("train", "val", "test"), parts, strict=True) for i in part}
-
-    before = split_of(groups, prompts)
-    keep = [i for i in range(300) if i % 30 != 7]  # 10 rows removed
-    groups2 = [groups[i] for i in keep] + [rng.randrange(3) for _ in range(15)]
-    prompts2 = [prompts[i] for i in keep] + [f"new question {k}" for k in range(15)]
-    after = split_of(groups2, prompts2)
-    shared = before.keys() & after.keys()
-    assert len(shared) > 100 and all(before[k] == after[k] for k in shared)
-    assert split_of(groups, prompts, seed=1) != before

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from grpo_lightning.data import DataError, PreferenceDataModule
-from grpo_lightning.data.rows import SKIP_REASONS
+from grpo_lightning.data.cleaning import SKIP_REASONS
 
 TEXT = st.one_of(
     st.none(),

@@ -15,7 +15,7 @@ from conftest import TINY_DATA_FLAGS
 
 from grpo_lightning.core.weighting import exponentiated_gradient_step
 from grpo_lightning.data import DataError, PreferenceDataModule
-from grpo_lightning.data.rows import stratified_split
+from grpo_lightning.data.splits import stratified_split
 from grpo_lightning.data.tokenization import load_tokenizer, tokenize_pairs
 from grpo_lightning.policies.lora import LoraSettings
 from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig

@@ -260,7 +260,7 @@ def test_splits_are_stable_and_a_checkpoint_knows_its_data(fitted, tmp_path, cap
     source, other rows) is refused."""
     root, data, rows, run = fitted
     ckpt = str(run / "checkpoints" / "last.ckpt")
-    from grpo_lightning.data.rows import prompt_position
+    from grpo_lightning.data.splits import prompt_position
 
     # 10 training rows removed (a change that leaves every split of every group non-empty), 15 rows appended.
     trained = [i for i, r in enumerate(rows) if prompt_position(r["prompt"], 0) < 0.8]

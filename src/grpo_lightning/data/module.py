@@ -16,24 +16,20 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from grpo_lightning.data.loaders import EpochShuffle, LengthGroupedShuffle, training_loader
-from grpo_lightning.data.ref_cache import PAIR_COLUMNS, REF_COLUMNS
-from grpo_lightning.data.rows import (
+from grpo_lightning.data.cleaning import clean_rows, log_skipped
+from grpo_lightning.data.io import (
     SOURCE_COLUMNS,
     SPLIT_COLUMN,
     DataError,
-    clean_rows,
-    fingerprint_changes,
-    given_split,
     load_files,
     load_hub,
-    log_skipped,
-    pair_fingerprints,
     rename_columns,
     row_refs,
-    stratified_split,
 )
+from grpo_lightning.data.loaders import EpochShuffle, LengthGroupedShuffle, training_loader
+from grpo_lightning.data.ref_cache import PAIR_COLUMNS, REF_COLUMNS
 from grpo_lightning.data.sources.generated import GeneratedOpinions
+from grpo_lightning.data.splits import fingerprint_changes, given_split, pair_fingerprints, stratified_split
 from grpo_lightning.data.tokenization import (
     PairCollator,
     chat_prompts,

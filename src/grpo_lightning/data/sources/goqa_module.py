@@ -6,8 +6,8 @@ from typing import Any
 
 import datasets
 
+from grpo_lightning.data.io import SOURCE_COLUMNS, SPLIT_COLUMN
 from grpo_lightning.data.module import PreferenceDataModule
-from grpo_lightning.data.rows import SOURCE_COLUMNS, SPLIT_COLUMN
 from grpo_lightning.data.sources.goqa import DEFAULT_HUB_ID, PAPER_COUNTRIES, build_goqa_pairs, load_goqa_table
 from grpo_lightning.data.sources.goqa_folds import fold_splits
 
