@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grpo_lightning.data.rows import DataError
+from grpo_lightning.data.io import DataError
 from grpo_lightning.data.sources.comparisons.judgements import parse_ranking, rating_pairs
 from grpo_lightning.data.sources.comparisons.module import ComparisonsDataModule
 from grpo_lightning.data.sources.comparisons.pairs import build_pairs
@@ -505,7 +505,7 @@ def test_prism_recipe_yaml_builds_a_data_module_that_gives_batches(prism_files, 
     assert isinstance(dm, ComparisonsDataModule) and dm.hub_id is None and dm.annotators.hub_id is None
     dm.setup("fit")
     assert dm.group_names == ["Canada", "United Kingdom", "United States"] == cli.model.group_names
-    # 8 pairs, each group's prompts fewer than three: all training pairs (rows.stratified_split).
+    # 8 pairs, each group's prompts fewer than three: all training pairs (splits.stratified_split).
     assert dm.train_group_counts == [2, 5, 1]
     assert dm.rows_in == 8 + 8 and dict(dm.skipped) == {
         "excluded_by_where": 2,

@@ -108,7 +108,7 @@ class PreferenceDataModule(L.LightningDataModule):
             (``--model.accumulate_grad_batches``); the CLI copies it here so the training loader
             yields one optimizer step's pairs per batch.
         split_fractions: train/val/test fractions; a pair's split is a keyed hash of its prompt with
-            ``seed`` (``rows.stratified_split``), so it does not move when other rows change; not used when the rows of
+            ``seed`` (``splits.stratified_split``), so it does not move when other rows change; not used when the rows of
             :meth:`load_rows` carry a ``split`` column (``train``/``val``/``test``), whose splits are
             used as given (the generated default does; a ``load_rows`` override may; files are
             read for the four pair columns only).

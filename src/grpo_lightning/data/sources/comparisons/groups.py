@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from grpo_lightning.data.rows import DataError
+from grpo_lightning.data.io import DataError
 from grpo_lightning.data.sources.comparisons.judgements import Judgement
 from grpo_lightning.data.sources.comparisons.ledger import SkipLedger
 from grpo_lightning.data.sources.comparisons.settings import GroupSettings

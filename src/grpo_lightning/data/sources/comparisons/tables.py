@@ -3,7 +3,7 @@
 A table is read from local files with the standard library (CSV cells as text) or from the hub with
 ``datasets.load_dataset``; a value is found by its field path (:func:`field_value`, see
 :mod:`~grpo_lightning.data.sources.comparisons.settings`) and read as text, an id or a number. A table without a
-column the settings name is a :class:`~grpo_lightning.data.rows.DataError` (a ``ValueError``) naming the file, the
+column the settings name is a :class:`~grpo_lightning.data.io.DataError` (a ``ValueError``) naming the file, the
 column and the columns it has.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import datasets
 
-from grpo_lightning.data.rows import DataError
+from grpo_lightning.data.io import DataError
 from grpo_lightning.data.sources.comparisons.settings import Table
 
 _READERS = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
