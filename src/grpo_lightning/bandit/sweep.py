@@ -2,7 +2,7 @@
 
 Every (method, χ, seed) combination is one *run*; all runs of a scenario that share a loss
 family are trained at once, with a leading run dimension ``R`` on θ, α and the data. The per-pair
-losses come from :func:`grpo_lightning.core.preference_loss`, the group statistics from
+losses come from the loss classes of :mod:`grpo_lightning.core.losses`, the group statistics from
 :mod:`grpo_lightning.core.groups`, and the group weights from the core's weighting functions, so
 the sweep exercises the same code as the LLM trainer.
 
@@ -49,13 +49,14 @@ import torch
 from grpo_lightning.bandit.env import DTYPE, NUM_GROUPS, DataConfig, make_data, reward_error
 from grpo_lightning.bandit.policy import LogLinearPolicy
 from grpo_lightning.core import (
+    LOSSES,
     WEIGHTINGS,
     GroupWeighting,
+    PreferenceLoss,
     group_counts,
     group_loss_estimate,
     group_means,
     group_sums,
-    preference_loss,
     weighted_objective,
 )
 
@@ -85,7 +86,8 @@ SCENARIOS: dict[str, Scenario] = {
     "uneven_imbalanced": Scenario(weight=0.2, uneven=True, lr=0.9, beta=1.0, alpha_step=0.5, steps=20_000),
 }
 
-#: method name → (loss type, weighting strategy of :data:`grpo_lightning.core.WEIGHTINGS`)
+#: method name → (the loss's short name in :data:`grpo_lightning.core.LOSSES`, the weighting's in
+#: :data:`grpo_lightning.core.WEIGHTINGS`)
 METHODS: dict[str, tuple[str, str]] = {
     "dpo": ("dpo", "uniform"),
     "is_dpo": ("dpo", "importance"),
@@ -173,7 +175,7 @@ class _Pairs:
         self.flat_ids = _flat_group_ids(self.batch["group"])
         self.counts = group_counts(self.flat_ids, self.runs * NUM_GROUPS).to(DTYPE).view(self.runs, NUM_GROUPS)
 
-    def group_loss_sums(self, policy: LogLinearPolicy, loss_type: str, beta: float) -> torch.Tensor:
+    def group_loss_sums(self, policy: LogLinearPolicy, loss: PreferenceLoss) -> torch.Tensor:
         """Σ of per-pair losses of each (run, group), ``(R, K)``; differentiable in θ.
 
         Uses :meth:`LogLinearPolicy.pair_scores` (log-probs up to the pair's common normaliser)
@@ -181,12 +183,12 @@ class _Pairs:
         ``pair_logps`` and ``reference_pair_logps``, at a fraction of the cost.
         """
         chosen, rejected = policy.pair_scores(self.chosen_features, self.rejected_features)
-        losses, _, _ = preference_loss(chosen, rejected, None, None, loss_type=loss_type, beta=beta)
+        losses, _, _ = loss.pair_losses(chosen, rejected, None, None)
         sums = group_sums(losses.reshape(-1), self.flat_ids, self.runs * NUM_GROUPS)
         return sums.view(self.runs, NUM_GROUPS)
 
-    def group_mean_losses(self, policy: LogLinearPolicy, loss_type: str, beta: float) -> torch.Tensor:
-        return group_means(self.group_loss_sums(policy, loss_type, beta), self.counts)
+    def group_mean_losses(self, policy: LogLinearPolicy, loss: PreferenceLoss) -> torch.Tensor:
+        return group_means(self.group_loss_sums(policy, loss), self.counts)
 
 
 def build_weighting(
@@ -275,7 +277,7 @@ def run_family(
     """Train ``len(specs) × S`` runs at once on ``data`` (from :func:`~.env.make_data`).
 
     Args:
-        loss_type: ``dpo`` or ``ipo`` (the per-pair loss, also used for validation).
+        loss_type: ``dpo`` or ``ipo``, the short name of the per-pair loss (at ``beta``, also used for validation).
         closed_form: IPO's closed-form weighted least squares at each α step instead of a
             gradient step on θ (``lr`` is then unused).
         ipo_weighting: ``objective``, ``paper`` or ``code``, see the module docstring.
@@ -286,6 +288,7 @@ def run_family(
             one-off compilation; falls back to eager if compilation fails.
     """
     m, num_seeds = len(specs), len(seeds)
+    loss = LOSSES[loss_type](beta=beta)
     train, val = _Pairs(data["train"], m), _Pairs(data["val"], m)
     train_counts = train.counts[0]
     total = float(train.size)
@@ -316,12 +319,12 @@ def run_family(
 
     def record(step: int) -> None:
         with torch.no_grad():
-            history.append(val.group_mean_losses(policy, loss_type, beta).max(-1).values)
+            history.append(val.group_mean_losses(policy, loss).max(-1).values)
         history_steps.append(step)
 
     def forward(policy: LogLinearPolicy, log_alpha: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Algorithm 1 up to the θ objective: group losses at θ_t, α step, Σ_g w_g L̂_g."""
-        sums = train.group_loss_sums(policy, loss_type, beta)
+        sums = train.group_loss_sums(policy, loss)
         log_alpha = _update_weights(blocks, log_alpha, group_means(sums.detach(), train.counts), train.counts)
         weights = _block_weights(blocks, log_alpha)
         objective = sum(
@@ -344,7 +347,7 @@ def run_family(
     for step in range(1, steps + 1):
         if closed_form:
             with torch.no_grad():
-                sums = train.group_loss_sums(policy, loss_type, beta)
+                sums = train.group_loss_sums(policy, loss)
                 alpha_losses = group_means(sums, train.counts) / alpha_divisor
                 log_alpha = _update_weights(blocks, log_alpha, alpha_losses, train.counts)
                 weights = _block_weights(blocks, log_alpha)
@@ -363,7 +366,7 @@ def run_family(
 
     with torch.no_grad():
         theta = policy.theta.detach().clone()
-        val_loss = val.group_mean_losses(policy, loss_type, beta)
+        val_loss = val.group_mean_losses(policy, loss)
         test_states = _repeat_runs(data["test_states"], m)
         err = reward_error(theta, test_states, feature_type)
     return FamilyResult(
