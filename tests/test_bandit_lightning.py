@@ -10,7 +10,9 @@ from conftest import fit_quietly
 
 from grpo_lightning.bandit.env import DataConfig, make_data
 from grpo_lightning.bandit.lightning import BanditDataModule, LogLinearBandit
-from grpo_lightning.bandit.sweep import SCENARIOS, RunSpec, run_family
+from grpo_lightning.bandit.methods import RunSpec
+from grpo_lightning.bandit.sweep import SCENARIOS
+from grpo_lightning.bandit.trainer import run_family
 from grpo_lightning.core.losses import DPO
 from grpo_lightning.core.weighting import ImportanceWeighting, RobustWeighting, UniformWeighting
 from grpo_lightning.training.module import GroupRobustPreferenceModule
