@@ -255,14 +255,15 @@ def run_ours(mode: Mode, n_pairs: int, epochs: int, cache_dir: str):
     import lightning as L
     import torch
 
-    from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
+    from grpo_lightning.core.losses import IPO
+    from grpo_lightning.core.weighting import UniformWeighting
     from grpo_lightning.training.module import GroupRobustPreferenceModule
 
     dm = make_data(mode.grouped, n_pairs)
     module = GroupRobustPreferenceModule(
         policy=policy_spec(mode),
-        loss=LossConfig(name="ipo", beta=BETA),
-        weighting=WeightingConfig(name="uniform"),
+        loss=IPO(beta=BETA),
+        weighting=UniformWeighting(),
         group_names=dm.group_names,
         group_counts=dm.train_group_counts,
         tokenizer=dm.tokenizer,

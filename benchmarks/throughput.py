@@ -79,8 +79,9 @@ def run_ours(mode: str, steps: int, warmup: int, cache_dir: str) -> dict:
     import lightning as L
     import torch
 
+    from grpo_lightning.core.losses import IPO, SFT
+    from grpo_lightning.core.weighting import UniformWeighting
     from grpo_lightning.policies import CausalLM, LoraSettings, TinyLlama
-    from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
     from grpo_lightning.training.module import GroupRobustPreferenceModule
 
     dm = make_data()
@@ -88,8 +89,8 @@ def run_ours(mode: str, steps: int, warmup: int, cache_dir: str) -> dict:
     lora = LoraSettings(r=8, alpha=16) if mode.startswith("lora") else None
     module = GroupRobustPreferenceModule(
         policy=CausalLM(tiny=TinyLlama(**TINY), prefix_sharing="off" if mode == "plain" else "on", lora=lora),
-        loss=LossConfig(name="sft" if mode == "lora_alone" else "ipo", beta=BETA),
-        weighting=WeightingConfig(name="uniform"),
+        loss=(SFT if mode == "lora_alone" else IPO)(beta=BETA),
+        weighting=UniformWeighting(),
         group_names=dm.group_names,
         group_counts=dm.train_group_counts,
         tokenizer=dm.tokenizer,

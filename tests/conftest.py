@@ -35,8 +35,9 @@ def tiny_dm_factory():
 
 @pytest.fixture()
 def make_module():
+    from grpo_lightning.core.losses import IPO
+    from grpo_lightning.core.weighting import UniformWeighting
     from grpo_lightning.policies import CausalLM, TinyLlama
-    from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
     from grpo_lightning.training.module import GroupRobustPreferenceModule
 
     def make(dm, *, loss=None, weighting=None, **kwargs):
@@ -44,8 +45,8 @@ def make_module():
             policy=CausalLM(
                 tiny=TinyLlama(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
             ),
-            loss=LossConfig(**(loss or {})),
-            weighting=WeightingConfig(**(weighting or {})),
+            loss=loss or IPO(beta=0.1),
+            weighting=weighting or UniformWeighting(),
             group_names=dm.group_names,
             group_counts=dm.train_group_counts,
             tokenizer=dm.tokenizer,

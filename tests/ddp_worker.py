@@ -29,12 +29,13 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
+from grpo_lightning.core.losses import IPO  # noqa: E402
+from grpo_lightning.core.weighting import RobustWeighting, UniformWeighting  # noqa: E402
 from grpo_lightning.data import GeneratedOpinions, PreferenceDataModule  # noqa: E402
 from grpo_lightning.data.loaders import EpochShuffle  # noqa: E402
 from grpo_lightning.data.ref_cache import REF_COLUMNS  # noqa: E402
 from grpo_lightning.data.tokenization import PairCollator  # noqa: E402
 from grpo_lightning.policies import CausalLM, TinyLlama  # noqa: E402
-from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig  # noqa: E402
 from grpo_lightning.training.module import GroupRobustPreferenceModule  # noqa: E402
 
 datasets.disable_progress_bars()
@@ -71,8 +72,8 @@ def _tiny_ipo_module(dm: PreferenceDataModule, **settings) -> GroupRobustPrefere
         policy=CausalLM(
             tiny=TinyLlama(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
         ),
-        loss=LossConfig(name="ipo", beta=0.1),
-        weighting=WeightingConfig(name="uniform"),
+        loss=IPO(beta=0.1),
+        weighting=UniformWeighting(),
         group_names=dm.group_names,
         group_counts=dm.train_group_counts,
         tokenizer=dm.tokenizer,
@@ -163,8 +164,8 @@ def main(mode: str, out: str) -> None:
         policy=CausalLM(
             tiny=TinyLlama(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
         ),
-        loss=LossConfig(name="ipo", beta=0.1),
-        weighting=WeightingConfig(name="robust", step_size=0.1),
+        loss=IPO(beta=0.1),
+        weighting=RobustWeighting(step_size=0.1),
         group_names=dm.group_names,
         group_counts=dm.train_group_counts,
         tokenizer=dm.tokenizer,

@@ -18,9 +18,10 @@ from grpo_lightning.bandit.env import (
     reward_error,
     true_rewards,
 )
+from grpo_lightning.bandit.methods import METHOD_SETTINGS, RunSpec
 from grpo_lightning.bandit.policy import LogLinearPolicy
 from grpo_lightning.bandit.report import CSV_COLUMNS
-from grpo_lightning.bandit.sweep import METHOD_SETTINGS, RunSpec, run_family
+from grpo_lightning.bandit.trainer import run_family
 from grpo_lightning.core import group_loss_estimate, group_sums, weighted_objective
 
 D = torch.float64

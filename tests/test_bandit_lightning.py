@@ -10,20 +10,31 @@ from conftest import fit_quietly
 
 from grpo_lightning.bandit.env import DataConfig, make_data
 from grpo_lightning.bandit.lightning import BanditDataModule, LogLinearBandit
-from grpo_lightning.bandit.sweep import SCENARIOS, RunSpec, run_family
-from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
+from grpo_lightning.bandit.methods import RunSpec
+from grpo_lightning.bandit.sweep import SCENARIOS
+from grpo_lightning.bandit.trainer import run_family
+from grpo_lightning.core.losses import DPO
+from grpo_lightning.core.weighting import ImportanceWeighting, RobustWeighting, UniformWeighting
 from grpo_lightning.training.module import GroupRobustPreferenceModule
 
 
-@pytest.mark.parametrize(("method", "weighting"), [("gr_dpo", "robust"), ("dpo", "uniform"), ("is_dpo", "importance")])
+@pytest.mark.parametrize(
+    ("method", "weighting"),
+    [
+        ("gr_dpo", RobustWeighting(step_size=SCENARIOS["uneven_imbalanced"].alpha_step, estimator="mean")),
+        ("dpo", UniformWeighting()),
+        ("is_dpo", ImportanceWeighting(estimator="mean")),
+    ],
+    ids=["robust", "uniform", "importance"],
+)
 def test_lightning_path_equals_the_sweep(method, weighting):
     scenario, feature_type, seed, steps = "uneven_imbalanced", "swapped", 2021, 5
     s = SCENARIOS[scenario]
     dm = BanditDataModule(scenario, feature_type, seed)
     module = GroupRobustPreferenceModule(
         policy=LogLinearBandit(scenario, feature_type, seed),
-        loss=LossConfig(name="dpo", beta=s.beta),
-        weighting=WeightingConfig(name=weighting, step_size=s.alpha_step, estimator="mean", alpha_order="paper"),
+        loss=DPO(beta=s.beta),
+        weighting=weighting,
         group_names=dm.group_names,
         group_counts=dm.train_group_counts,
         optimizer=functools.partial(torch.optim.SGD, lr=s.lr),

@@ -6,6 +6,7 @@ import lightning as L
 import torch
 
 from grpo_lightning.core import pair_accuracy
+from grpo_lightning.core.losses import IPO
 from grpo_lightning.metrics import GroupPreferenceMetrics
 
 
@@ -50,7 +51,7 @@ def test_start_model_equal_to_its_reference_reads_half(tiny_dm_factory, make_mod
     """Before any step the policy equals its frozen reference, so every pair has r_w = r_l = 0 (h = 0): each
     group's reward accuracy is chance, 0.5 (it read 0.0 while ties counted as wrong, as TRL counts them)."""
     dm = tiny_dm_factory(batch_size=8)
-    module = make_module(dm, loss={"name": "ipo", "beta": 0.1})
+    module = make_module(dm, loss=IPO(beta=0.1))
     L.seed_everything(0)
     trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.validate(module, dm, verbose=False)

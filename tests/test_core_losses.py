@@ -1,13 +1,19 @@
-"""Every loss and the log-prob reduction against numbers worked out by hand."""
+"""Every loss and the log-prob reduction against numbers worked out by hand; each loss class checks its own settings,
+naming them, and round-trips through its checkpoint form; a config chooses a loss by class (the by-name form of
+earlier versions is refused with the class_path form to write)."""
 
 from __future__ import annotations
 
+import argparse
+import logging
 import math
 
 import pytest
 import torch
 
-from grpo_lightning.core import LOSSES, completion_logps, preference_loss
+from grpo_lightning.core import LOSSES, completion_logps
+from grpo_lightning.core.losses import DPO, IPO, SFT, PreferenceLoss
+from grpo_lightning.training.hparams import loss_from_data
 
 # Two pairs, β = 0.5.
 #   pair 1: log π(y_w)=-1, log π(y_l)=-3, log π_ref(y_w)=log π_ref(y_l)=-2
@@ -45,7 +51,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_loss_values_by_hand(name):
-    losses, chosen, rejected = preference_loss(POLICY_C, POLICY_R, REF_C, REF_R, loss_type=name, beta=BETA)
+    losses, chosen, rejected = LOSSES[name](beta=BETA).pair_losses(POLICY_C, POLICY_R, REF_C, REF_R)
     torch.testing.assert_close(losses, torch.tensor(EXPECTED[name]), atol=1e-6, rtol=0)
 
 
@@ -56,14 +62,14 @@ def test_every_registered_loss_is_pinned():
 def test_cdpo_label_smoothing_by_hand():
     """cDPO, ε = 0.1, pair 1 (βh = 1):
     0.9·(−log σ(1)) + 0.1·(−log σ(−1)) = 0.9·0.313262 + 0.1·1.313262 = 0.413262."""
-    losses, _, _ = preference_loss(POLICY_C, POLICY_R, REF_C, REF_R, loss_type="dpo", beta=BETA, label_smoothing=0.1)
+    losses, _, _ = DPO(beta=BETA, label_smoothing=0.1).pair_losses(POLICY_C, POLICY_R, REF_C, REF_R)
     assert losses[0].item() == pytest.approx(0.9 * math.log1p(math.exp(-1)) + 0.1 * math.log1p(math.exp(1)), abs=1e-6)
 
 
 def test_implicit_rewards_by_hand():
     """Rewards β(log π − log π_ref): pair 1 chosen 0.5·(−1+2)=0.5, rejected 0.5·(−3+2)=−0.5;
     pair 2 chosen 0.5·0 = 0, rejected 0.5·(−1+2) = 0.5."""
-    _, chosen, rejected = preference_loss(POLICY_C, POLICY_R, REF_C, REF_R, loss_type="ipo", beta=BETA)
+    _, chosen, rejected = IPO(beta=BETA).pair_losses(POLICY_C, POLICY_R, REF_C, REF_R)
     torch.testing.assert_close(chosen, torch.tensor([0.5, 0.0]))
     torch.testing.assert_close(rejected, torch.tensor([-0.5, 0.5]))
     assert not chosen.requires_grad
@@ -72,17 +78,122 @@ def test_implicit_rewards_by_hand():
 def test_dpo_gradient_by_hand():
     """d/d log π(y_w) of −log σ(βh) = −β σ(−βh): pair 1: −0.5·σ(−1) = −0.134471."""
     pc = POLICY_C.clone().requires_grad_(True)
-    losses, _, _ = preference_loss(pc, POLICY_R, REF_C, REF_R, loss_type="dpo", beta=BETA)
+    losses, _, _ = DPO(beta=BETA).pair_losses(pc, POLICY_R, REF_C, REF_R)
     losses[0].backward()
     assert pc.grad[0].item() == pytest.approx(-0.5 * sig(-1.0), abs=1e-6)
     assert pc.grad[1].item() == 0.0
 
 
 def test_unknown_loss_and_bad_beta():
-    with pytest.raises(ValueError, match="unknown loss 'nope'"):
-        preference_loss(POLICY_C, POLICY_R, REF_C, REF_R, loss_type="nope", beta=0.1)
+    with pytest.raises(ValueError, match="model.loss: 'nope' is not a PreferenceLoss"):
+        loss_from_data({"class_path": "nope"})
     with pytest.raises(ValueError, match="beta"):
-        preference_loss(POLICY_C, POLICY_R, REF_C, REF_R, loss_type="dpo", beta=0.0)
+        DPO(beta=0.0)
+
+
+def test_hand_values():
+    """The formula alone, at h = 0: IPO (0 − 1/(2·0.1))² = 25; DPO −log σ(0) = log 2."""
+    h, zero = torch.tensor([0.0]), torch.tensor([0.0])
+    assert IPO(beta=0.1)(h, zero).item() == pytest.approx(25.0)
+    assert DPO(beta=0.1, label_smoothing=0.0)(h, zero).item() == pytest.approx(0.693147, abs=1e-6)
+
+
+def test_sft_needs_no_reference():
+    """SFT reads no reference (the module keeps none): its loss is −log π(y_w|x) whatever π_ref, and its rewards are
+    β log π (β = 1 by default: the log-probabilities)."""
+    losses, chosen, rejected = SFT().pair_losses(POLICY_C, POLICY_R, None, None)
+    torch.testing.assert_close(losses, torch.tensor([1.0, 2.0]))
+    torch.testing.assert_close(chosen, POLICY_C)
+    torch.testing.assert_close(rejected, POLICY_R)
+    assert not SFT.needs_reference and all(LOSSES[n].needs_reference for n in LOSSES if n != "sft")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_loss_round_trips_through_its_checkpoint_form(name):
+    loss = LOSSES[name](beta=0.3, **({"label_smoothing": 0.2} if name == "dpo" else {}))
+    assert loss_from_data(loss.to_dict()) == loss
+    assert loss.to_dict()["class_path"] == f"grpo_lightning.core.losses.{type(loss).__name__}"
+    # a built-in class also resolves by its bare name
+    assert loss_from_data({"class_path": type(loss).__name__, "init_args": loss.to_dict()["init_args"]}) == loss
+
+
+@pytest.mark.parametrize(
+    ("build", "setting"),
+    [
+        (lambda: IPO(beta=0.0), "model.loss.beta"),
+        (lambda: DPO(beta=float("nan")), "model.loss.beta"),
+        (lambda: DPO(label_smoothing=0.5), "model.loss.label_smoothing"),
+        (lambda: SFT(beta=-1.0), "model.loss.beta"),
+    ],
+)
+def test_each_loss_checks_its_own_settings_by_name(build, setting):
+    with pytest.raises(ValueError, match=setting.replace(".", r"\.")):
+        build()
+
+
+def test_a_loss_takes_only_its_own_settings():
+    with pytest.raises(TypeError, match="label_smoothing"):
+        IPO(beta=0.1, label_smoothing=0.1)
+    assert isinstance(loss_from_data({"class_path": "IPO", "init_args": {"beta": 0.2}}), PreferenceLoss)
+
+
+def _parse(tmp_path, text: str):
+    from grpo_lightning.cli.app import main
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text)
+    logging.disable(logging.INFO)
+    try:
+        return main(["--config", str(cfg)], run=False, instantiate=False).config.model
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def test_a_config_chooses_the_loss_and_the_weighting_by_class(tmp_path):
+    model = _parse(
+        tmp_path,
+        "model:\n  loss: {class_path: DPO, init_args: {beta: 0.5, label_smoothing: 0.1}}\n"
+        "  weighting: {class_path: CVaRWeighting, init_args: {rho: 0.3}}\n",
+    )
+    assert model.loss.class_path == "grpo_lightning.core.losses.DPO"
+    assert model.loss.init_args.as_dict() == {"beta": 0.5, "label_smoothing": 0.1}
+    assert model.weighting.class_path == "grpo_lightning.core.weighting.CVaRWeighting"
+    assert model.weighting.init_args.rho == 0.3
+    # a setting another weighting uses is refused, naming it
+    with pytest.raises(argparse.ArgumentError, match="rho"):
+        _parse(tmp_path, "model:\n  weighting: {class_path: RobustWeighting, init_args: {rho: 0.3}}\n")
+
+
+def test_the_removed_by_name_form_is_one_clear_error(monkeypatch, capsys, tmp_path):
+    """``model.loss: {name: ipo}`` (the form of earlier versions), in a config file or as a flag: one ``grpo: error:``
+    line that shows the class_path form to write; a Python caller gets the same message."""
+    from grpo_lightning.cli.app import entry_point
+
+    (tmp_path / "old.yaml").write_text("model:\n  loss: {name: ipo, beta: 0.1}\n")
+    want = (
+        "model.loss: the by-name form {name: ipo, beta: 0.1} was removed; choose the class: "
+        "model.loss: {class_path: grpo_lightning.core.losses.IPO, init_args: {beta: 0.1}}"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GRPO_TRACEBACK", raising=False)
+    for args, line in (
+        (["--config", "old.yaml"], f"grpo: error: old.yaml: {want}"),
+        (
+            ["--model.weighting.name", "robust"],
+            "grpo: error: model.weighting: the by-name form {name: robust} was removed; choose the class: "
+            "model.weighting: {class_path: grpo_lightning.core.weighting.RobustWeighting}",
+        ),
+    ):
+        monkeypatch.setattr("sys.argv", ["grpo", "fit", *args])
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_:
+            entry_point()
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and "Traceback" not in err
+        assert err.splitlines()[-2:] == [line, "(set GRPO_TRACEBACK=1 for the traceback)"]
+    with pytest.raises(ValueError) as raised:
+        loss_from_data({"name": "ipo", "beta": 0.1})
+    assert str(raised.value) == want
 
 
 def test_completion_logps_by_hand():

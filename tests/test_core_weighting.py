@@ -20,7 +20,12 @@ from grpo_lightning.core import (
     tilted_log_weights,
     weighted_objective,
 )
-from grpo_lightning.training.legacy_config import WeightingConfig
+from grpo_lightning.core.weighting import (
+    CVaRWeighting,
+    RobustWeighting,
+    TiltedWeighting,
+    UniformWeighting,
+)
 
 
 def test_alpha_step_two_groups_by_hand():
@@ -326,44 +331,69 @@ def test_step_loss_weightings_ignore_the_previous_alpha():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("build", "match"),
     [
-        ({"name": "robust", "adjustment": -1.0}, "adjustment"),
-        ({"name": "robust", "adjustment": float("nan")}, "adjustment"),
-        ({"name": "robust", "adjustment": float("inf")}, "adjustment"),
-        ({"name": "cvar", "adjustment": 1.0}, "adjustment is only used by the robust"),
-        ({"name": "cvar", "rho": 0.0}, "rho"),
-        ({"name": "cvar", "rho": 1.5}, "rho"),
-        ({"name": "cvar", "rho": float("nan")}, "rho"),
-        ({"name": "robust", "rho": 0.5}, "rho is only used by the cvar"),
-        ({"name": "tilted", "tilt": -0.1}, "tilt"),
-        ({"name": "tilted", "tilt": float("inf")}, "tilt"),
-        ({"name": "tilted", "tilt": float("nan")}, "tilt"),
-        ({"name": "cvar", "tilt": 1.0}, "tilt is only used by the tilted"),
+        (lambda: RobustWeighting(adjustment=-1.0), "adjustment"),
+        (lambda: RobustWeighting(adjustment=float("nan")), "adjustment"),
+        (lambda: RobustWeighting(adjustment=float("inf")), "adjustment"),
+        (lambda: CVaRWeighting(rho=0.0), "rho"),
+        (lambda: CVaRWeighting(rho=1.5), "rho"),
+        (lambda: CVaRWeighting(rho=float("nan")), "rho"),
+        (lambda: TiltedWeighting(tilt=-0.1), "tilt"),
+        (lambda: TiltedWeighting(tilt=float("inf")), "tilt"),
+        (lambda: TiltedWeighting(tilt=float("nan")), "tilt"),
     ],
 )
-def test_bad_new_weighting_settings(kwargs, match):
+def test_bad_new_weighting_settings(build, match):
     with pytest.raises(ValueError, match=match):
-        WeightingConfig(**kwargs)
+        build()
 
 
-def test_weighting_config_builds_the_new_settings():
-    assert WeightingConfig(name="robust", adjustment=2.0).build().adjustment == 2.0
-    assert WeightingConfig(name="cvar", rho=0.25).build().rho == 0.25
-    assert WeightingConfig(name="tilted", tilt=3.0).build().tilt == 3.0
-    assert WeightingConfig(name="cvar").build().rho == 0.5  # the class default
+@pytest.mark.parametrize(
+    ("build", "setting"),
+    [
+        (lambda: RobustWeighting(chi=1.5), "model.weighting.chi"),
+        (lambda: RobustWeighting(step_size=-1.0), "model.weighting.step_size"),
+        (lambda: RobustWeighting(alpha_order="later"), "model.weighting.alpha_order"),
+        (lambda: CVaRWeighting(rho=0.0), "model.weighting.rho"),
+        (lambda: TiltedWeighting(tilt=-1.0), "model.weighting.tilt"),
+        (lambda: TiltedWeighting(estimator="median"), "model.weighting.estimator"),
+    ],
+)
+def test_each_weighting_checks_its_own_settings_by_name(build, setting):
+    with pytest.raises(ValueError, match=setting.replace(".", r"\.")):
+        build()
+
+
+@pytest.mark.parametrize(
+    ("build", "setting"),
+    [
+        (lambda: CVaRWeighting(adjustment=1.0), "adjustment"),
+        (lambda: RobustWeighting(rho=0.5), "rho"),
+        (lambda: CVaRWeighting(tilt=1.0), "tilt"),
+        (lambda: UniformWeighting(estimator="mean"), "estimator"),
+    ],
+)
+def test_a_weighting_takes_only_its_own_settings(build, setting):
+    """A setting of another weighting is refused, naming it (the parser does the same for a config)."""
+    with pytest.raises(TypeError, match=setting):
+        build()
+
+
+def test_the_new_settings_are_kept():
+    assert RobustWeighting(adjustment=2.0).adjustment == 2.0
+    assert CVaRWeighting(rho=0.25).rho == 0.25
+    assert TiltedWeighting(tilt=3.0).tilt == 3.0
+    assert CVaRWeighting().rho == 0.5  # the class default
 
 
 def test_chi_scaled_step_hand_numbers():
     """``chi_scaled_step`` (the authors' bandit code): η_α χ in the exponent. K = 2, α = (½, ½), L̂ = (1, 0), η_α = 1,
     χ = 0.5: α₀ = e^{0.5}/(e^{0.5} + 1) = 0.6224593 (without it: e/(e + 1) = 0.7310586); w = 0.25 + 0.5 α."""
-    from grpo_lightning.training.legacy_config import WeightingConfig
-
     log_alpha = torch.log(torch.tensor([0.5, 0.5], dtype=torch.float64))
     losses = torch.tensor([1.0, 0.0], dtype=torch.float64)
     for scaled, a0 in ((True, 0.6224593312), (False, 0.7310585786)):
-        w = WeightingConfig(name="robust", step_size=1.0, chi=0.5, estimator="scaled_sum", chi_scaled_step=scaled)
-        weighting = w.build()
+        weighting = RobustWeighting(step_size=1.0, chi=0.5, estimator="scaled_sum", chi_scaled_step=scaled)
         new = weighting.update(log_alpha, losses)
         assert new.exp()[0].item() == pytest.approx(a0, abs=1e-9)
         assert weighting.weights(new)[0].item() == pytest.approx(0.25 + 0.5 * a0, abs=1e-9)

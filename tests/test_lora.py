@@ -101,14 +101,15 @@ def test_lora_spec_round_trips_and_validates():
 
 def test_lora_module_trains(tiny_dm_factory):
 
-    from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
+    from grpo_lightning.core.losses import IPO
+    from grpo_lightning.core.weighting import RobustWeighting
     from grpo_lightning.training.module import GroupRobustPreferenceModule
 
     dm = tiny_dm_factory(batch_size=8)
     module = GroupRobustPreferenceModule(
         policy=CausalLM(tiny=TINY, lora=LORA),
-        loss=LossConfig(name="ipo"),
-        weighting=WeightingConfig(name="robust", step_size=0.5),
+        loss=IPO(),
+        weighting=RobustWeighting(step_size=0.5),
         group_names=dm.group_names,
         group_counts=dm.train_group_counts,
         tokenizer=dm.tokenizer,
@@ -122,7 +123,8 @@ def test_lora_module_trains(tiny_dm_factory):
 
 def test_continued_sft_adapter_trains_the_same_adapter_weights(tmp_path, tiny_dm_factory):
     """``adapter``: the policy keeps training the SFT adapter (the authors' code) and the reference is the SFT model."""
-    from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
+    from grpo_lightning.core.losses import IPO
+    from grpo_lightning.core.weighting import RobustWeighting
     from grpo_lightning.training.module import GroupRobustPreferenceModule
 
     dm = tiny_dm_factory(batch_size=8)
@@ -133,8 +135,8 @@ def test_continued_sft_adapter_trains_the_same_adapter_weights(tmp_path, tiny_dm
 
     module = GroupRobustPreferenceModule(
         policy=CausalLM(tiny=TINY, lora=LORA, adapter=str(tmp_path / "hf_adapter")),
-        loss=LossConfig(name="ipo"),
-        weighting=WeightingConfig(name="robust", step_size=0.5),
+        loss=IPO(),
+        weighting=RobustWeighting(step_size=0.5),
         group_names=dm.group_names,
         group_counts=dm.train_group_counts,
         tokenizer=dm.tokenizer,

@@ -9,7 +9,14 @@ import pytest
 import torch
 from conftest import fit_quietly
 
-from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
+from grpo_lightning.core.losses import IPO
+from grpo_lightning.core.weighting import (
+    CVaRWeighting,
+    ImportanceWeighting,
+    RobustWeighting,
+    TiltedWeighting,
+    UniformWeighting,
+)
 
 _fit = fit_quietly
 
@@ -25,17 +32,17 @@ def test_accumulation_1x8_equals_8x1(tiny_dm_factory, make_module, alpha_order, 
     or eight of 1, give the same α and the same parameters (SGD, so a wrongly scaled gradient
     would show). Two steps, because at the first the policy equals the reference, every pair has
     the same loss and the mean-estimate α step has nothing to tell the groups apart."""
-    weighting = {"name": "robust", "step_size": 0.5, "chi": 0.8, "alpha_order": alpha_order, "estimator": estimator}
+    weighting = RobustWeighting(step_size=0.5, chi=0.8, alpha_order=alpha_order, estimator=estimator)
     _check_accumulation_invariance(tiny_dm_factory, make_module, weighting)
 
 
 @pytest.mark.parametrize(
     "weighting",
     [
-        {"name": "robust", "step_size": 0.5, "adjustment": 2.0},
-        {"name": "cvar", "rho": 0.5},
-        {"name": "tilted", "tilt": 0.5},
-        {"name": "tilted", "tilt": 0.5, "alpha_order": "lagged", "estimator": "scaled_sum"},
+        RobustWeighting(step_size=0.5, adjustment=2.0),
+        CVaRWeighting(rho=0.5),
+        TiltedWeighting(tilt=0.5),
+        TiltedWeighting(tilt=0.5, alpha_order="lagged", estimator="scaled_sum"),
     ],
     ids=["robust_adjusted", "cvar", "tilted", "tilted_lagged"],
 )
@@ -80,7 +87,7 @@ def test_paper_and_lagged_orders_differ_by_one_alpha_step(tiny_dm_factory, make_
         dm = tiny_dm_factory(batch_size=8)
         module = make_module(
             dm,
-            weighting={"name": "robust", "step_size": 1.0, "alpha_order": order},
+            weighting=RobustWeighting(step_size=1.0, alpha_order=order),
             optimizer=functools.partial(torch.optim.SGD, lr=0.5),
             lr_scheduler=None,
         )
@@ -93,7 +100,7 @@ def test_paper_and_lagged_orders_differ_by_one_alpha_step(tiny_dm_factory, make_
 def test_uniform_weighting_is_the_pooled_mean(tiny_dm_factory, make_module):
     """With uniform weights the θ objective equals the plain mean of per-pair losses."""
     dm = tiny_dm_factory(batch_size=8)
-    module = make_module(dm, weighting={"name": "uniform"})
+    module = make_module(dm, weighting=UniformWeighting())
     batch = next(iter(dm.train_dataloader()))
     out = module._pair_outputs(batch, module._reference(batch))
     from grpo_lightning.core import group_counts, group_sums, weighted_objective
@@ -113,9 +120,9 @@ def test_uniform_weighting_is_the_pooled_mean(tiny_dm_factory, make_module):
 @pytest.mark.parametrize(
     "weighting",
     [
-        {"name": "robust", "step_size": 0.1},
-        {"name": "robust", "step_size": 0.1, "adjustment": 5.0},
-        {"name": "tilted", "tilt": 0.5, "alpha_order": "lagged"},
+        RobustWeighting(step_size=0.1),
+        RobustWeighting(step_size=0.1, adjustment=5.0),
+        TiltedWeighting(tilt=0.5, alpha_order="lagged"),
     ],
     ids=["robust", "robust_adjusted", "tilted_lagged"],
 )
@@ -147,7 +154,7 @@ def test_resumed_run_equals_uninterrupted(tiny_dm_factory, make_module, tmp_path
 
 def test_checkpoint_from_other_groups_is_refused(tiny_dm_factory, make_module, tmp_path):
     dm = tiny_dm_factory(batch_size=16)
-    module = make_module(dm, weighting={"name": "robust"})
+    module = make_module(dm, weighting=RobustWeighting())
     trainer = _fit(module, dm, max_steps=1)
     ckpt = tmp_path / "a.ckpt"
     trainer.save_checkpoint(ckpt)
@@ -160,7 +167,7 @@ def test_checkpoint_from_other_groups_is_refused(tiny_dm_factory, make_module, t
 
 def test_reference_stays_frozen_and_in_eval(tiny_dm_factory, make_module):
     dm = tiny_dm_factory(batch_size=16)
-    module = make_module(dm, weighting={"name": "robust"})
+    module = make_module(dm, weighting=RobustWeighting())
     ref_before = {k: v.clone() for k, v in module.policy.reference.state_dict().items()}
     trainer = _fit(module, dm, max_steps=2)
     assert not module.policy.reference.training
@@ -174,14 +181,11 @@ def test_reference_stays_frozen_and_in_eval(tiny_dm_factory, make_module):
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (lambda: LossConfig(beta=0.0), "beta"),
-        (lambda: LossConfig(beta=-1.0), "beta"),
-        (lambda: LossConfig(name="nope"), "model.loss.name"),
-        (lambda: LossConfig(name="ipo", label_smoothing=0.1), "label_smoothing"),
-        (lambda: WeightingConfig(chi=1.1), "chi"),
-        (lambda: WeightingConfig(step_size=-0.1), "step_size"),
-        (lambda: WeightingConfig(name="nope"), "model.weighting.name"),
-        (lambda: WeightingConfig(alpha_order="later"), "alpha_order"),
+        (lambda: IPO(beta=0.0), "beta"),
+        (lambda: IPO(beta=-1.0), "beta"),
+        (lambda: RobustWeighting(chi=1.1), "chi"),
+        (lambda: RobustWeighting(step_size=-0.1), "step_size"),
+        (lambda: RobustWeighting(alpha_order="later"), "alpha_order"),
     ],
 )
 def test_bad_settings_name_the_setting(make, match):
@@ -191,7 +195,7 @@ def test_bad_settings_name_the_setting(make, match):
 
 def test_nonfinite_loss_stops_before_any_update(tiny_dm_factory, make_module):
     dm = tiny_dm_factory(batch_size=8)
-    module = make_module(dm, weighting={"name": "robust", "step_size": 0.1})
+    module = make_module(dm, weighting=RobustWeighting(step_size=0.1))
     before, alpha = _params(module), module.log_alpha.clone()
     with torch.no_grad():
         module.policy.model.get_input_embeddings().weight[0, 0] = float("nan")
@@ -221,17 +225,15 @@ def test_logged_training_group_losses_are_the_group_means_of_the_steps_pair_loss
     """``train/group_loss/<g>`` of step 1 = mean over the group's pairs in the whole step (all micro-batches) of the
     per-pair loss at the starting weights, computed here directly from the policy, without the module's sums;
     ``train/pooled_loss`` = the plain mean over all the step's pairs."""
-    from grpo_lightning.core import preference_loss
-
     dm = tiny_dm_factory(batch_size=4, accumulate_grad_batches=accumulate)
-    module = make_module(dm, loss={"name": "ipo", "beta": 0.1}, accumulate_grad_batches=accumulate)
+    module = make_module(dm, loss=IPO(beta=0.1), accumulate_grad_batches=accumulate)
     loader = dm.train_dataloader()
     loader.sampler.set_epoch(0)
     batch = next(iter(loader))
     with torch.no_grad():
         chosen, rejected = module.policy.pair_logps(batch)
         ref_c, ref_r = module.policy.reference_pair_logps(batch)
-        losses = preference_loss(chosen, rejected, ref_c, ref_r, loss_type="ipo", beta=0.1)[0]
+        losses = IPO(beta=0.1).pair_losses(chosen, rejected, ref_c, ref_r)[0]
     trainer = fit_quietly(module, dm, max_steps=1, log_every_n_steps=1)
     logged = trainer.logged_metrics
     for g, name in enumerate(dm.group_names):
@@ -249,9 +251,9 @@ def test_pooled_loss_is_train_loss_only_under_uniform_weighting(tiny_dm_factory,
     Under ``uniform`` they are the same number; under ``importance`` (w_g = 1/K on group means) they differ once
     the pairs' losses do (step 2: at step 1 the policy equals its reference and every pair has the same loss)."""
     logged = {}
-    for name in ("uniform", "importance"):
+    for name, weighting in (("uniform", UniformWeighting()), ("importance", ImportanceWeighting())):
         dm = tiny_dm_factory(batch_size=8)
-        module = make_module(dm, weighting={"name": name}, optimizer=functools.partial(torch.optim.SGD, lr=0.5))
+        module = make_module(dm, weighting=weighting, optimizer=functools.partial(torch.optim.SGD, lr=0.5))
         logged[name] = fit_quietly(module, dm, max_steps=2, log_every_n_steps=1).logged_metrics
     torch.testing.assert_close(logged["uniform"]["train/pooled_loss"], logged["uniform"]["train/loss"])
     assert not torch.isclose(logged["importance"]["train/pooled_loss"], logged["importance"]["train/loss"])

@@ -13,12 +13,17 @@ import pytest
 import torch
 from conftest import TINY_DATA_FLAGS
 
-from grpo_lightning.core.weighting import exponentiated_gradient_step
+from grpo_lightning.core.losses import DPO, IPO
+from grpo_lightning.core.weighting import (
+    ImportanceWeighting,
+    RobustWeighting,
+    UniformWeighting,
+    exponentiated_gradient_step,
+)
 from grpo_lightning.data import DataError, PreferenceDataModule
 from grpo_lightning.data.splits import stratified_split
 from grpo_lightning.data.tokenization import load_tokenizer, tokenize_pairs
 from grpo_lightning.policies.lora import LoraSettings
-from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
 
 SMALL = {"max_length": 48, "max_prompt_length": 40, "batch_size": 4}
 
@@ -259,17 +264,17 @@ def test_out_of_range_data_settings_name_the_setting(kwargs, match):
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (lambda: LossConfig(beta=float("inf")), "beta"),
-        (lambda: LossConfig(beta=float("nan")), "beta"),
-        (lambda: LossConfig(name="dpo", label_smoothing=0.5), "label_smoothing"),
-        (lambda: WeightingConfig(chi=-0.1), "chi"),
-        (lambda: WeightingConfig(chi=float("nan")), "chi"),
-        (lambda: WeightingConfig(step_size=float("inf")), "step_size"),
-        (lambda: WeightingConfig(step_size=float("nan")), "step_size"),
-        (lambda: WeightingConfig(estimator="median"), "estimator"),
-        (lambda: WeightingConfig(name="importance", weights=[1.0, float("nan")]), "weighting.weights"),
-        (lambda: WeightingConfig(name="importance", weights=[1.0, float("inf")]), "weighting.weights"),
-        (lambda: LossConfig(name="dpo", label_smoothing=float("nan")), "label_smoothing"),
+        (lambda: IPO(beta=float("inf")), "beta"),
+        (lambda: IPO(beta=float("nan")), "beta"),
+        (lambda: DPO(label_smoothing=0.5), "label_smoothing"),
+        (lambda: RobustWeighting(chi=-0.1), "chi"),
+        (lambda: RobustWeighting(chi=float("nan")), "chi"),
+        (lambda: RobustWeighting(step_size=float("inf")), "step_size"),
+        (lambda: RobustWeighting(step_size=float("nan")), "step_size"),
+        (lambda: RobustWeighting(estimator="median"), "estimator"),
+        (lambda: ImportanceWeighting(weights=[1.0, float("nan")]), "weighting.weights"),
+        (lambda: ImportanceWeighting(weights=[1.0, float("inf")]), "weighting.weights"),
+        (lambda: DPO(label_smoothing=float("nan")), "label_smoothing"),
         (lambda: LoraSettings(alpha=float("nan")), "lora.alpha"),
     ],
 )
@@ -380,7 +385,7 @@ def test_single_group_is_allowed_with_a_warning(tmp_path, caplog, make_module):
         dm = _dm(_jsonl(tmp_path / "d.jsonl", _rows(groups=("A", "A"))))
     assert dm.group_names == ["A"]
     assert any("only one group" in m and "reduce to the plain" in m for m in caplog.messages)
-    module = make_module(dm, weighting={"name": "robust", "step_size": 1.0})
+    module = make_module(dm, weighting=RobustWeighting(step_size=1.0))
     _fit(module, dm, max_steps=2)
     assert torch.equal(module.group_weights(), torch.ones(1, dtype=torch.float64))
 
@@ -414,12 +419,12 @@ def test_all_rows_unusable_is_refused(tmp_path):
 
 def test_resuming_with_other_groups_is_refused_naming_the_difference(tmp_path, tiny_dm_factory, make_module):
     dm = tiny_dm_factory(batch_size=16)
-    module = make_module(dm, weighting={"name": "robust"})
+    module = make_module(dm, weighting=RobustWeighting())
     trainer = _fit(module, dm, max_steps=1)
     ckpt = tmp_path / "a.ckpt"
     trainer.save_checkpoint(ckpt)
     dm2 = tiny_dm_factory(batch_size=16, groups=dm.group_names[:3])
-    other = make_module(dm2, weighting={"name": "robust"})
+    other = make_module(dm2, weighting=RobustWeighting())
     with pytest.raises(ValueError, match=r"only in the checkpoint: \['Dunmore', 'Eastvale'\]; only in this run: \[\]"):
         _fit(other, dm2, max_steps=2, ckpt_path=ckpt)
 
@@ -428,7 +433,7 @@ def test_checkpoint_loads_with_weights_only(tmp_path, tiny_dm_factory, make_modu
     """Hyperparameters and the extra checkpoint entries are plain data: ``torch.load`` with
     ``weights_only=True`` (what Lightning 2.6 uses for local ``ckpt_path`` under torch >= 2.6)."""
     dm = tiny_dm_factory(batch_size=16)
-    module = make_module(dm, weighting={"name": "robust"})
+    module = make_module(dm, weighting=RobustWeighting())
     trainer = _fit(module, dm, max_steps=1)
     trainer.save_checkpoint(tmp_path / "a.ckpt")
     ckpt = torch.load(tmp_path / "a.ckpt", weights_only=True)
@@ -436,7 +441,7 @@ def test_checkpoint_loads_with_weights_only(tmp_path, tiny_dm_factory, make_modu
     assert isinstance(ckpt["hyper_parameters"]["policy"], dict)
     restored = type(module).load_from_checkpoint(tmp_path / "a.ckpt", tokenizer=dm.tokenizer, weights_only=True)
     assert torch.equal(restored.log_alpha, module.log_alpha)
-    _fit(make_module(dm, weighting={"name": "robust"}), dm, max_steps=2, ckpt_path=tmp_path / "a.ckpt")
+    _fit(make_module(dm, weighting=RobustWeighting()), dm, max_steps=2, ckpt_path=tmp_path / "a.ckpt")
 
 
 def test_trust_remote_code_is_off_by_default():
@@ -502,7 +507,8 @@ def test_nonfinite_loss_stops_and_leaves_the_last_checkpoint_untouched(
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     dm = tiny_dm_factory(batch_size=8)
-    module = make_module(dm, weighting={"name": weighting, "step_size": 0.1})
+    built = RobustWeighting(step_size=0.1) if weighting == "robust" else UniformWeighting()
+    module = make_module(dm, weighting=built)
     last = tmp_path / "last.ckpt"
     poison = _PoisonAt(3, last)
     checkpoint = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=1, save_last=True, save_top_k=0)
@@ -518,7 +524,7 @@ def test_nonfinite_loss_stops_and_leaves_the_last_checkpoint_untouched(
 
 def test_nonfinite_loss_skip_leaves_alpha_and_weights_and_continues(tiny_dm_factory, make_module, caplog):
     dm = tiny_dm_factory(batch_size=8)
-    module = make_module(dm, weighting={"name": "robust", "step_size": 0.1}, on_nonfinite="skip")
+    module = make_module(dm, weighting=RobustWeighting(step_size=0.1), on_nonfinite="skip")
     poison = _PoisonAt(2)
     with caplog.at_level(logging.WARNING):
         trainer = _fit(module, dm, callbacks=[poison], max_steps=5)

@@ -43,8 +43,8 @@ model:
     class_path: grpo_lightning.policies.CausalLM
     init_args:
       tiny: {{hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64}}
-  loss: {{name: ipo, beta: 0.1}}
-  weighting: {{name: robust, step_size: 0.1}}
+  loss: {{class_path: grpo_lightning.core.losses.IPO, init_args: {{beta: 0.1}}}}
+  weighting: {{class_path: grpo_lightning.core.weighting.RobustWeighting, init_args: {{step_size: 0.1}}}}
   optimizer:
     class_path: torch.optim.AdamW
     init_args: {{lr: 0.003}}

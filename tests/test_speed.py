@@ -11,6 +11,8 @@ import pytest
 import torch
 from conftest import TINY_DATA, fit_quietly
 
+from grpo_lightning.core.losses import IPO
+from grpo_lightning.core.weighting import RobustWeighting
 from grpo_lightning.data.ref_cache import (
     CHOSEN_KEY,
     REF_COLUMNS,
@@ -131,8 +133,8 @@ def test_cached_reference_equals_live(tiny_dm_factory, make_module, tmp_path):
         dm = tiny_dm_factory(batch_size=8)
         module = make_module(
             dm,
-            loss={"name": "ipo", "beta": 0.1},
-            weighting={"name": "robust", "step_size": 0.5},
+            loss=IPO(beta=0.1),
+            weighting=RobustWeighting(step_size=0.5),
             optimizer=functools.partial(torch.optim.SGD, lr=0.01),
             lr_scheduler=None,
             precompute_ref_logps=precompute,
@@ -156,7 +158,7 @@ def test_cached_reference_equals_live(tiny_dm_factory, make_module, tmp_path):
 
 def test_cached_values_equal_live_losses(tiny_dm_factory, make_module, tmp_path):
     dm = tiny_dm_factory(batch_size=8)
-    module = make_module(dm, loss={"name": "ipo"}, precompute_ref_logps=True, ref_cache_dir=str(tmp_path))
+    module = make_module(dm, loss=IPO(), precompute_ref_logps=True, ref_cache_dir=str(tmp_path))
     batch = next(iter(dm.val_dataloader()))
     live = module._pair_outputs(batch, module._reference(batch)).losses
     _fit(module, dm, max_steps=0)
@@ -177,7 +179,7 @@ def test_reference_logps_are_columns_of_the_tokenised_data(tiny_dm_factory, make
     """After fit start every tokenised split carries the reference log-probs as columns; a training batch's values
     are those of a direct reference forward over the same pairs (an identical, independently built reference)."""
     dm = tiny_dm_factory(batch_size=8)
-    module = make_module(dm, loss={"name": "ipo"}, precompute_ref_logps=True, ref_cache_dir=str(tmp_path))
+    module = make_module(dm, loss=IPO(), precompute_ref_logps=True, ref_cache_dir=str(tmp_path))
     reference = copy.deepcopy(module.policy)  # the reference weights, kept before the fit frees them
     record = _FirstTrainBatch()
     _fit(module, dm, max_steps=1, callbacks=[record])
@@ -205,7 +207,7 @@ def test_test_after_fit_reads_the_columns_of_a_fresh_data_module(tiny_dm_factory
     """``trainer.test`` after a cached fit, on a new data module of the same data: the reference is freed, so the
     test batches must carry the columns (added in ``setup``); a data module of other data gets none."""
     dm = tiny_dm_factory(batch_size=8)
-    module = make_module(dm, loss={"name": "ipo"}, precompute_ref_logps=True, ref_cache_dir=str(tmp_path))
+    module = make_module(dm, loss=IPO(), precompute_ref_logps=True, ref_cache_dir=str(tmp_path))
     trainer = _fit(module, dm, max_steps=1)
     fresh = tiny_dm_factory(batch_size=8)
     assert CHOSEN_KEY not in fresh.dataset("test").column_names
@@ -245,7 +247,7 @@ def test_cache_refuses_other_reference_or_data(tiny_dm_factory, tmp_path):
 def test_bf16_mixed_runs(tiny_dm_factory, make_module):
     """The module is precision-agnostic: bf16-mixed (CPU autocast here) trains with finite α."""
     dm = tiny_dm_factory(batch_size=8)
-    module = make_module(dm, loss={"name": "ipo"}, weighting={"name": "robust", "step_size": 0.5})
+    module = make_module(dm, loss=IPO(), weighting=RobustWeighting(step_size=0.5))
     _fit(module, dm, max_steps=2, precision="bf16-mixed")
     assert torch.isfinite(module.log_alpha).all()
     assert module.log_alpha.dtype == torch.float64

@@ -18,6 +18,7 @@ from lightning.pytorch.loggers import CSVLogger
 from grpo_lightning.callbacks.progress import ProgressBar
 from grpo_lightning.callbacks.summary import GroupSummary, format_summary
 from grpo_lightning.cli.app import _drop_litlogger_tip, main
+from grpo_lightning.core.weighting import RobustWeighting
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -38,7 +39,7 @@ def _write_jsonl(path: Path) -> Path:
 
 def test_summary_lists_every_group_and_says_no_pairs(tmp_path, tiny_dm_factory, make_module, caplog):
     dm = tiny_dm_factory(path=str(_write_jsonl(tmp_path / "pairs.jsonl")), batch_size=8)
-    module = make_module(dm, weighting={"name": "robust"})
+    module = make_module(dm, weighting=RobustWeighting())
     caplog.set_level(logging.INFO, logger="grpo_lightning.callbacks.summary")
     L.seed_everything(0)
     trainer = L.Trainer(

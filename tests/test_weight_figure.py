@@ -12,6 +12,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 
 from grpo_lightning.callbacks.figures import GroupWeightFigure
+from grpo_lightning.core.weighting import RobustWeighting
 
 
 @pytest.mark.parametrize("with_csv", [True, False], ids=["csv-logger", "no-logger"])
@@ -19,7 +20,7 @@ def test_without_tensorboard_the_figure_is_skipped_with_one_line(
     tmp_path, tiny_dm_factory, make_module, caplog, with_csv
 ):
     dm = tiny_dm_factory(batch_size=8)
-    module = make_module(dm, weighting={"name": "robust"})
+    module = make_module(dm, weighting=RobustWeighting())
     caplog.set_level(logging.INFO, logger="grpo_lightning.callbacks.figures")
     trainer = L.Trainer(
         logger=CSVLogger(tmp_path, name="run", version=0) if with_csv else False,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from grpo_lightning.bandit.methods import METHODS
 from grpo_lightning.bandit.report import (
     CSV_COLUMNS,
     chi_rows,
@@ -20,14 +21,8 @@ from grpo_lightning.bandit.report import (
     result_rows,
     write_csv,
 )
-from grpo_lightning.bandit.sweep import (
-    FIRST_SEED,
-    IPO_WEIGHTING_ESTIMATOR,
-    METHODS,
-    SCENARIOS,
-    run_chi_sweep,
-    run_scenario,
-)
+from grpo_lightning.bandit.sweep import FIRST_SEED, SCENARIOS, run_chi_sweep, run_scenario
+from grpo_lightning.bandit.trainer import IPO_WEIGHTING_ESTIMATOR
 
 log = logging.getLogger(__name__)
 

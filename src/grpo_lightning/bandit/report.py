@@ -12,7 +12,7 @@ from grpo_lightning.analysis.stats import format_mean_se, mean_se
 from grpo_lightning.bandit.env import DTYPE, NUM_GROUPS
 
 if TYPE_CHECKING:
-    from grpo_lightning.bandit.sweep import FamilyResult
+    from grpo_lightning.bandit.trainer import FamilyResult
 
 
 CSV_COLUMNS = [

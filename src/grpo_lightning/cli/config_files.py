@@ -1,12 +1,10 @@
-"""How config files are read: ``__base__`` composition (a file names the files it builds on), the earlier
-by-name form of losses and weightings, and the ``${method:...}`` resolver of run names (docs/configs.md).
-Used by ``--config`` of the ``grpo`` CLI (cli.py)."""
+"""How config files are read: ``__base__`` composition (a file names the files it builds on), the
+``${method:...}`` resolver of run names (docs/configs.md), and a clear error for the removed by-name form of the
+loss and the weighting (``model.loss: {name: ipo}``). Used by ``--config`` of the ``grpo`` CLI (cli/app.py)."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
-import inspect
 import os
 import re
 from pathlib import Path
@@ -16,15 +14,16 @@ from jsonargparse import ActionConfigFile, get_config_read_mode
 from jsonargparse import Path as ConfigPath
 from omegaconf import OmegaConf
 
+from grpo_lightning.core.losses import LOSSES
+from grpo_lightning.core.weighting import WEIGHTINGS
+from grpo_lightning.training.hparams import refuse_by_name_form
+
 
 def method_short_name(class_path: str) -> str:
     """The short name (``ipo``, ``robust``) of the loss or weighting class a ``class_path`` names, as a bare class
     name or an import path: the ``${method:...}`` resolver of configs/base/method_name.yaml, so that run names stay
     ``<loss>_<weighting>`` (``dpo_robust``). A class without a ``name`` gives its class name in lower case."""
-    from grpo_lightning.core.loss_classes import BUILTIN_LOSSES
-    from grpo_lightning.core.weighting import WEIGHTINGS
-
-    for cls in (*BUILTIN_LOSSES.values(), *WEIGHTINGS.values()):
+    for cls in (*LOSSES.values(), *WEIGHTINGS.values()):
         if class_path in (cls.__name__, f"{cls.__module__}.{cls.__qualname__}"):
             return cls.name
     module_name, _, name = str(class_path).rpartition(".")
@@ -97,37 +96,22 @@ def _without_bases(text: str) -> str:
     return "".join(out)
 
 
-def _legacy_upgraded(text: str) -> str | None:
-    """``text`` with the earlier by-name form ``model.loss: {name: ipo, beta: 0.1}`` (and ``model.weighting:
-    {name: robust, ...}``) rewritten as ``{class_path: ..., init_args: {...}}``; ``None`` when it has none.
-
-    The short names stay accepted in config files: ``name`` picks the class and the other keys become its
-    ``init_args``. A key the class does not take is kept when set to anything but the old form's default, so the
-    parser refuses it naming it (``rho`` on a robust weighting); at its default it meant nothing and is dropped.
-    """
-    loaded = yaml.safe_load(text)
+def refuse_removed_forms(text: str, source: str | os.PathLike) -> None:
+    """A ``ValueError`` naming ``source`` if the config ``text`` gives ``model.loss`` or ``model.weighting`` in the
+    removed by-name form (``{name: robust, ...}``); the message shows the ``class_path`` form to write instead.
+    Without this check the parser would refuse ``name`` as a key of the default class, which does not say why."""
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return  # not YAML: the parser reports it
     model = loaded.get("model") if isinstance(loaded, dict) else None
     if not isinstance(model, dict):
-        return None
-    from grpo_lightning.core.loss_classes import BUILTIN_LOSSES
-    from grpo_lightning.core.weighting import WEIGHTINGS
-    from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig
-
-    changed = False
-    for key, classes, legacy in (("loss", BUILTIN_LOSSES, LossConfig), ("weighting", WEIGHTINGS, WeightingConfig)):
-        value = model.get(key)
-        if not (isinstance(value, dict) and "name" in value and "class_path" not in value):
-            continue
-        name = value.pop("name")
-        if name not in classes:
-            raise ValueError(f"model.{key}.name: unknown {key} {name!r}; choose one of {sorted(classes)}")
-        cls = classes[name]
-        takes = inspect.signature(cls.__init__).parameters
-        defaults = {f.name: f.default for f in dataclasses.fields(legacy) if f.default is not dataclasses.MISSING}
-        init = {k: v for k, v in value.items() if k in takes or defaults.get(k, object()) != v}
-        model[key] = {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": init}
-        changed = True
-    return yaml.safe_dump(loaded, sort_keys=False) if changed else None
+        return
+    for key in ("loss", "weighting"):
+        try:
+            refuse_by_name_form(f"model.{key}", model.get(key))
+        except ValueError as err:
+            raise ValueError(f"{source}: {err}") from None
 
 
 class ComposedConfigFile(ActionConfigFile):
@@ -143,14 +127,16 @@ class ComposedConfigFile(ActionConfigFile):
     def apply_config(parser, cfg, dest, value) -> None:
         path = Path(str(value)) if isinstance(value, (str, os.PathLike)) else None
         if path is None or not path.is_file() or not config_bases(path):
-            if path is not None and path.is_file() and _legacy_upgraded(path.read_text(encoding="utf-8")):
-                ComposedConfigFile._apply_without_bases(parser, cfg, dest, path)
-                return
+            if path is not None and path.is_file():
+                refuse_removed_forms(path.read_text(encoding="utf-8"), path)
+            elif isinstance(value, str):  # the config's text itself (--config '{model: ...}')
+                refuse_removed_forms(value, "--config")
             ActionConfigFile.apply_config(parser, cfg, dest, value)
             return
         *bases, _ = composed_files(path)
         for base in bases:
-            if not config_bases(base) and not _legacy_upgraded(base.read_text(encoding="utf-8")):
+            if not config_bases(base):
+                refuse_removed_forms(base.read_text(encoding="utf-8"), base)
                 ActionConfigFile.apply_config(parser, cfg, dest, str(base))
             else:
                 ComposedConfigFile._apply_without_bases(parser, cfg, dest, base)
@@ -163,7 +149,7 @@ class ComposedConfigFile(ActionConfigFile):
         content = _without_bases(path.read_text(encoding="utf-8"))
         if yaml.safe_load(content) is None:  # nothing but bases
             return
-        content = _legacy_upgraded(content) or content
+        refuse_removed_forms(content, path)
         config_path = ConfigPath(str(path), mode=get_config_read_mode())
         try:
             with config_path.relative_path_context():

@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 import os
 import re
+import sys
 from argparse import ArgumentError
 
+import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 TRACEBACK_ENV = "GRPO_TRACEBACK"
@@ -35,6 +37,10 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
 _WRAPPER_STARTS = ("Does not validate against any of the Union subtypes", "Problem with given class_path", "Parser key")
 _PARSER_KEY = re.compile(r'^Parser key "([^"]+)"')
 _EXPECTED = re.compile(r"^Expected a <class '(\w+)'>(?:\. Got value: (.*))?$", re.DOTALL)
+#: What jsonargparse says of ``name`` under a class setting (``--model.loss.name ipo``: the removed by-name form).
+_NAME_REFUSED = "Option 'name' is not accepted"
+#: How it quotes a mapping given as the setting's value (``--model.loss '{name: ipo}'``).
+_GIVEN_MAPPING = re.compile(r"Expected a path but (\{.*?\}) either not accessible", re.DOTALL)
 
 
 def show_traceback() -> bool:
@@ -63,6 +69,9 @@ def user_message(err: BaseException) -> str:
     if inner is err or not keys:
         return text
     setting = ".".join(keys)
+    removed = _removed_by_name_form(setting, text)
+    if removed is not None:
+        return removed
     expected = _EXPECTED.match(text)
     if expected is None:
         if setting in _CLASS_CHOICES and "import path" in text:
@@ -84,9 +93,9 @@ def user_message(err: BaseException) -> str:
 
 
 def _loss_names() -> list[str]:
-    from grpo_lightning.core.loss_classes import BUILTIN_LOSSES
+    from grpo_lightning.core.losses import LOSSES
 
-    return [cls.__name__ for cls in BUILTIN_LOSSES.values()]
+    return [cls.__name__ for cls in LOSSES.values()]
 
 
 def _weighting_names() -> list[str]:
@@ -97,6 +106,39 @@ def _weighting_names() -> list[str]:
 
 #: The settings that take a class by name, and the names they take (for a name that is none of them).
 _CLASS_CHOICES = {"model.loss": _loss_names, "model.weighting": _weighting_names}
+
+
+def _removed_by_name_form(setting: str, text: str) -> str | None:
+    """For the removed by-name form given on the command line (``--model.loss.name ipo``, ``--model.loss '{name:
+    ipo}'``), the same message as for a config file that writes it: the ``class_path`` form to use instead. The name
+    is read from the mapping jsonargparse quotes, else from the ``--<setting>.name`` flag of the command line."""
+    if setting not in _CLASS_CHOICES or not text.endswith(_NAME_REFUSED):
+        return None
+    from grpo_lightning.training.hparams import refuse_by_name_form
+
+    given = _GIVEN_MAPPING.search(text)
+    try:
+        value = yaml.safe_load(given.group(1)) if given else None
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict) or "name" not in value:
+        value = {"name": _flag_value(sys.argv, f"--{setting}.name")}
+    try:
+        refuse_by_name_form(setting, value)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    """The value of ``flag`` in ``argv`` (``flag value`` or ``flag=value``), the last one given; ``None`` if absent."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg[len(flag) + 1 :]
+    return value
 
 
 def _non_finite(text: str) -> bool:

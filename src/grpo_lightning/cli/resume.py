@@ -12,10 +12,9 @@ from typing import Any
 
 from jsonargparse import Namespace
 
-from grpo_lightning.core.loss_classes import loss_from_dict
 from grpo_lightning.data.module import PreferenceDataModule, source_settings
 from grpo_lightning.data.sources.generated import GeneratedOpinions
-from grpo_lightning.training.legacy_config import weighting_from_dict
+from grpo_lightning.training.hparams import loss_from_data, weighting_from_data
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +81,9 @@ def method_differences(ckpt: dict[str, Any], cfg) -> list[str]:
     saved = ckpt.get("hyper_parameters") or {}
     model = cfg.model
     out = []
-    # Both sides as built objects, so a legacy {name: ...} checkpoint compares with a class_path config,
-    # and a different class is named by its short name (ipo, robust), as in run names.
-    for key, build in (("model.loss", loss_from_dict), ("model.weighting", weighting_from_dict)):
+    # Both sides as built objects, so that a class given by its bare name (IPO) compares with the import path
+    # the checkpoint stores, and a different class is named by its short name (ipo, robust), as in run names.
+    for key, build in (("model.loss", loss_from_data), ("model.weighting", weighting_from_data)):
         theirs = saved.get(key.split(".")[1])
         if theirs is None:
             continue

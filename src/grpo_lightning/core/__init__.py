@@ -8,7 +8,7 @@ from grpo_lightning.core.accuracy import pair_accuracy
 from grpo_lightning.core.alignment import js_distance, js_divergence, letter_distribution, opinion_alignment
 from grpo_lightning.core.groups import group_counts, group_means, group_sums
 from grpo_lightning.core.logprobs import completion_logps
-from grpo_lightning.core.losses import LOSSES, LossSpec, log_ratios, preference_loss, register_loss
+from grpo_lightning.core.losses import LOSSES, PreferenceLoss, log_ratios, register_loss
 from grpo_lightning.core.weighting import (
     ESTIMATORS,
     WEIGHTINGS,
@@ -28,7 +28,7 @@ __all__ = [
     "LOSSES",
     "WEIGHTINGS",
     "GroupWeighting",
-    "LossSpec",
+    "PreferenceLoss",
     "completion_logps",
     "cvar_log_weights",
     "exponentiated_gradient_step",
@@ -44,7 +44,6 @@ __all__ = [
     "mix_with_uniform",
     "opinion_alignment",
     "pair_accuracy",
-    "preference_loss",
     "register_loss",
     "register_weighting",
     "tilted_log_weights",

@@ -20,7 +20,7 @@ from grpo_lightning.core import (
     group_sums,
     weighted_objective,
 )
-from grpo_lightning.core.loss_classes import IPO, PreferenceLoss, loss_from_dict
+from grpo_lightning.core.losses import IPO, PreferenceLoss
 from grpo_lightning.core.weighting import UniformWeighting
 from grpo_lightning.data.ref_cache import (
     CHOSEN_KEY,
@@ -35,7 +35,7 @@ from grpo_lightning.data.ref_cache import (
 from grpo_lightning.metrics import EVAL_STAGES, GroupPreferenceMetrics, tags
 from grpo_lightning.policies import CausalLM, PolicySpec
 from grpo_lightning.training.batching import split_pairs
-from grpo_lightning.training.legacy_config import LossConfig, WeightingConfig, weighting_from_dict
+from grpo_lightning.training.hparams import loss_from_data, weighting_from_data
 from grpo_lightning.training.schedules import LinearWarmup
 from grpo_lightning.training.sharding import fsdp_root, shards_parameters
 
@@ -67,12 +67,10 @@ class GroupRobustPreferenceModule(L.LightningModule):
 
     Args:
         policy: the policy spec (default: the tiny causal LM built from a config).
-        loss: the preference loss, a :class:`~grpo_lightning.core.loss_classes.PreferenceLoss` with its own settings
-            (``class_path`` + ``init_args`` in YAML); a legacy ``{name, beta, ...}`` dict or
-            :class:`LossConfig` is accepted too (earlier checkpoints).
+        loss: the preference loss, a :class:`~grpo_lightning.core.losses.PreferenceLoss` with its own settings
+            (``class_path`` + ``init_args`` in YAML, which is also what a checkpoint stores).
         weighting: how group losses are weighted, a :class:`~grpo_lightning.core.weighting.GroupWeighting`
-            (uniform / importance / robust / cvar / tilted) with its own settings; a legacy dict or
-            :class:`WeightingConfig` is accepted too.
+            (uniform / importance / robust / cvar / tilted) with its own settings (``class_path`` + ``init_args``).
         group_names: the groups, in id order (linked from the data).
         group_counts: N_g, training pairs per group (linked from the data).
         tokenizer: the data's tokenizer (linked from the data; saved with checkpoints).
@@ -116,8 +114,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
         super().__init__()
         self.automatic_optimization = False
         policy = PolicySpec.from_dict(policy) if policy is not None else CausalLM()
-        loss = loss.build() if isinstance(loss, LossConfig) else loss_from_dict(loss)
-        weighting = weighting.build() if isinstance(weighting, WeightingConfig) else weighting_from_dict(weighting)
+        loss, weighting = loss_from_data(loss), weighting_from_data(weighting)
         if not group_names or not group_counts:
             raise ValueError("model.group_names and model.group_counts are required (the CLI links them from the data)")
         if len(group_names) != len(group_counts) or min(group_counts) < 1:
