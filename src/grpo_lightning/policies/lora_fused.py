@@ -15,7 +15,7 @@ for the adapters' gradients only:
     ∂B = s · gᵀ (x Aᵀ)                          (out × r)
 
 which are the gradients of peft's expression (W and the bias are frozen). The values equal peft's
-up to float rounding (the sum is associated differently); tests/test_lora_fused.py pins outputs
+up to float rounding (the sum is associated differently); tests/test_policies_lora_fused.py pins outputs
 and gradients against peft's own forward.
 
 The fused path is taken only where it is exact: one active adapter, plain LoRA (no DoRA or other

@@ -11,7 +11,7 @@ configuration of no --config at all), flattened to dotted keys. Equal difference
 mean equal merged configurations, so a restructuring of configs/ that passes keeps every run's settings.
 Left out: ``config`` (the list of config files read, which depends on where the files are, not what they set).
 Regenerate after an intended change of settings with
-    PYTHONPATH=src python tests/test_config_composition.py
+    PYTHONPATH=src python tests/test_configs.py
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from grpo_lightning.policies.compile import compile_decoder_layers
 
 pytestmark = pytest.mark.slow  # an inductor compilation (~10–30 s on 2 cores)
 
-from test_padding_free import TINY, _batch, _nudge_adapters, _Tok  # noqa: E402
+from test_policies_prefix_sharing import TINY, _batch, _nudge_adapters, _Tok  # noqa: E402
 
 LORA = LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj", "up_proj", "down_proj"])
 

@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 import torch
-from test_lora import TINY, _batch, _nudge_adapters, _Tok
+from test_policies_lora import TINY, _batch, _nudge_adapters, _Tok
 
 from grpo_lightning.policies import CausalLM, LoraSettings
 from grpo_lightning.policies.lora_fused import FusedLoraLinear, _MergedLoraMatmul
