@@ -1,4 +1,4 @@
-"""Worker for tests/test_ddp.py (not a test itself).
+"""Worker for tests/test_training_ddp.py (not a test itself).
 
 ``python ddp_worker.py ddp OUT``: 2-process DDP (gloo, CPU) training; each rank writes its α, a
 parameter checksum and the ``index`` of every pair it trained on to ``OUT/rank{r}.pt``.
@@ -33,8 +33,7 @@ from grpo_lightning.core.losses import IPO  # noqa: E402
 from grpo_lightning.core.weighting import RobustWeighting, UniformWeighting  # noqa: E402
 from grpo_lightning.data import GeneratedOpinions, PreferenceDataModule  # noqa: E402
 from grpo_lightning.data.loaders import EpochShuffle  # noqa: E402
-from grpo_lightning.data.ref_cache import REF_COLUMNS  # noqa: E402
-from grpo_lightning.data.tokenization import PairCollator  # noqa: E402
+from grpo_lightning.data.tokenization import REF_COLUMNS, PairCollator  # noqa: E402
 from grpo_lightning.policies import CausalLM, TinyLlama  # noqa: E402
 from grpo_lightning.training.module import GroupRobustPreferenceModule  # noqa: E402
 
@@ -102,7 +101,7 @@ def reference_cache(mode: str, out: str) -> None:
         for split in ("train", "val", "test")
     }
     name = f"{mode}_rank{trainer.global_rank}.pt" if ddp else f"{mode}.pt"
-    torch.save({"tables": tables, "computed_here": module.reference_logps.computed_here}, os.path.join(out, name))
+    torch.save({"tables": tables, "computed_here": module.reference_cache.logps.computed_here}, os.path.join(out, name))
 
 
 class _PoisonOneRank(L.Callback):
@@ -115,13 +114,13 @@ class _PoisonOneRank(L.Callback):
         self.step_before = trainer.global_step
         # By batch: a skipped step does not advance global_step.
         poisoned = trainer.global_rank == 1 and trainer.current_epoch == 0 and batch_idx == 1
-        original = type(module)._pair_outputs
+        original = type(module).pair_outputs
 
         def pair_outputs(mod, b, ref):
             out = original(mod, b, ref)
             return out._replace(losses=out.losses * float("nan")) if poisoned else out
 
-        module._pair_outputs = functools.partial(pair_outputs, module)
+        module.pair_outputs = functools.partial(pair_outputs, module)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         self.skipped += trainer.global_step == self.step_before

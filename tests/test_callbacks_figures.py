@@ -1,6 +1,6 @@
 """The group-weight chart and figure without a TensorBoard logger: nothing to draw on, so the
 callback says so once and fit goes on; its checkpoints hold no state of it. (With TensorBoard and a
-resume: ``tests/test_resume.py::test_weight_figure_of_a_resumed_run_covers_both_parts_without_checkpoint_state``.)"""
+resume: ``tests/test_training_checkpoints.py::test_weight_figure_of_a_resumed_run_covers_both_parts_without_checkpoint_state``.)"""
 
 from __future__ import annotations
 

@@ -151,6 +151,33 @@ def test_bad_weighting_settings(kwargs, match):
         WEIGHTINGS["robust"](**kwargs)
 
 
+def test_each_weighting_says_when_its_update_runs():
+    """The training step reads the update's place in an optimizer step from the weighting: fixed weights never
+    move; an adaptive weighting moves before the θ step (``alpha_order: paper``, Algorithm 1; a no-grad pre-pass
+    only when the step has several micro-batches) or after it (``lagged``); a user's adaptive subclass without an
+    ``alpha_order`` gets the paper's order."""
+    from grpo_lightning.core.weighting import (
+        CVaRWeighting,
+        GroupWeighting,
+        ImportanceWeighting,
+        RobustWeighting,
+        TiltedWeighting,
+        UniformWeighting,
+    )
+
+    for fixed in (UniformWeighting(), ImportanceWeighting(), ImportanceWeighting(weights=[1.0, 2.0])):
+        assert fixed.update_phase == "never" and not fixed.needs_prepass(8)
+    for cls in (RobustWeighting, CVaRWeighting, TiltedWeighting):
+        paper, lagged = cls(), cls(alpha_order="lagged")
+        assert paper.update_phase == "before" and paper.needs_prepass(2) and not paper.needs_prepass(1)
+        assert lagged.update_phase == "after" and not lagged.needs_prepass(8)
+
+    class Custom(GroupWeighting):
+        adaptive = True
+
+    assert Custom().update_phase == "before" and Custom().needs_prepass(4)
+
+
 def test_absent_group_is_left_alone_with_present_mask():
     """α = (0.5, 0.3, 0.2), L̂ = (1, ·, 3) with group 1 absent, η = 1: groups 0 and 2 keep their
     mass 0.7 and share it as 0.5e : 0.2e³, group 1 keeps 0.3:

@@ -14,12 +14,8 @@ import torch
 from conftest import TINY_DATA_FLAGS
 
 from grpo_lightning.core.losses import DPO, IPO
-from grpo_lightning.core.weighting import (
-    ImportanceWeighting,
-    RobustWeighting,
-    UniformWeighting,
-    exponentiated_gradient_step,
-)
+from grpo_lightning.core.weighting import ImportanceWeighting, RobustWeighting, UniformWeighting
+from grpo_lightning.core.weighting_functions import exponentiated_gradient_step
 from grpo_lightning.data import DataError, PreferenceDataModule
 from grpo_lightning.data.splits import stratified_split
 from grpo_lightning.data.tokenization import load_tokenizer, tokenize_pairs
@@ -483,13 +479,13 @@ class _PoisonAt(L.Callback):
         if poisoned:
             self.before = (module.log_alpha.clone(), module.group_weights().clone(), _params(module))
             self.ckpt_bytes = self.ckpt.read_bytes() if self.ckpt else None
-        original = type(module)._pair_outputs
+        original = type(module).pair_outputs
 
         def pair_outputs(mod, b, ref):
             out = original(mod, b, ref)
             return out._replace(losses=out.losses * float("nan")) if poisoned else out
 
-        module._pair_outputs = functools.partial(pair_outputs, module)
+        module.pair_outputs = functools.partial(pair_outputs, module)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         if self.before is not None and self.after is None:

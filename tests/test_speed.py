@@ -13,18 +13,10 @@ from conftest import TINY_DATA, fit_quietly
 
 from grpo_lightning.core.losses import IPO
 from grpo_lightning.core.weighting import RobustWeighting
-from grpo_lightning.data.ref_cache import (
-    CHOSEN_KEY,
-    REF_COLUMNS,
-    REJECTED_KEY,
-    ReferenceCacheError,
-    ReferenceLogps,
-    data_fingerprint,
-    weights_fingerprint,
-)
-from grpo_lightning.data.tokenization import PairCollator
+from grpo_lightning.data.tokenization import CHOSEN_KEY, REF_COLUMNS, REJECTED_KEY, PairCollator
 from grpo_lightning.policies import CausalLM, TinyLlama
 from grpo_lightning.policies.prefix_sharing import pack_pairs
+from grpo_lightning.training.reference import ReferenceCacheError, ReferenceLogps, data_fingerprint, weights_fingerprint
 
 TINY = TinyLlama(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 
@@ -160,12 +152,12 @@ def test_cached_values_equal_live_losses(tiny_dm_factory, make_module, tmp_path)
     dm = tiny_dm_factory(batch_size=8)
     module = make_module(dm, loss=IPO(), precompute_ref_logps=True, ref_cache_dir=str(tmp_path))
     batch = next(iter(dm.val_dataloader()))
-    live = module._pair_outputs(batch, module._reference(batch)).losses
+    live = module.pair_outputs(batch, module.batch_reference(batch)).losses
     _fit(module, dm, max_steps=0)
-    assert module.reference_logps is not None and module.policy.reference is None
+    assert module.reference_cache.logps is not None and module.policy.reference is None
     batch = next(iter(dm.val_dataloader()))  # the val split now carries the columns, so its batches do
     assert CHOSEN_KEY in batch and REJECTED_KEY in batch
-    cached = module._pair_outputs(batch, module._reference(batch)).losses
+    cached = module.pair_outputs(batch, module.batch_reference(batch)).losses
     torch.testing.assert_close(cached, live, rtol=1e-6, atol=1e-6)
 
 
@@ -216,7 +208,8 @@ def test_test_after_fit_reads_the_columns_of_a_fresh_data_module(tiny_dm_factory
     torch.testing.assert_close(fresh.dataset("test")[CHOSEN_KEY], dm.dataset("test")[CHOSEN_KEY], rtol=0, atol=0)
     other = tiny_dm_factory(batch_size=8, generated={**TINY_DATA["generated"], "seed": 1})
     other.setup()
-    other.set_dataset("test", other.dataset("test").add_column(CHOSEN_KEY, [0.0] * len(other.dataset("test"))))
+    stale = torch.zeros(len(other.dataset("test")))
+    other.set_reference_logps("test", (stale, stale))  # another reference's values, say
     with pytest.raises(RuntimeError, match="no reference model"):
         trainer.test(module, datamodule=other, verbose=False)
     assert CHOSEN_KEY not in other.dataset("test").column_names, "stale columns are dropped"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from functools import cached_property
@@ -13,36 +13,18 @@ from typing import Any, Literal
 
 import datasets
 import lightning as L
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from grpo_lightning.data.cleaning import clean_rows, log_skipped
-from grpo_lightning.data.io import (
-    SOURCE_COLUMNS,
-    SPLIT_COLUMN,
-    DataError,
-    load_files,
-    load_hub,
-    rename_columns,
-    row_refs,
-)
+from grpo_lightning.data.io import load_files, load_hub, rename_columns
 from grpo_lightning.data.loaders import EpochShuffle, LengthGroupedShuffle, training_loader
-from grpo_lightning.data.ref_cache import PAIR_COLUMNS, REF_COLUMNS
+from grpo_lightning.data.preparation import SPLITS, prepare
 from grpo_lightning.data.sources.generated import GeneratedOpinions
-from grpo_lightning.data.splits import fingerprint_changes, given_split, pair_fingerprints, stratified_split
-from grpo_lightning.data.tokenization import (
-    PairCollator,
-    chat_prompts,
-    count_notes,
-    load_tokenizer,
-    tokenize_pairs,
-    tokenizer_from_checkpoint,
-    train_tokenizer,
-)
+from grpo_lightning.data.splits import fingerprint_changes
+from grpo_lightning.data.tokenization import PAIR_COLUMNS, REF_COLUMNS, PairCollator
 
 log = logging.getLogger(__name__)
-
-SPLITS = ("train", "val", "test")
 
 
 def source_settings(
@@ -56,25 +38,6 @@ def source_settings(
     if hub_id is not None:
         return {"hub_id": hub_id, "hub_split": hub_split}
     return {"generated": asdict(generated or GeneratedOpinions())}
-
-
-def _empty_tokenized(split: datasets.Dataset) -> datasets.Dataset:
-    """An empty split with the columns tokenisation adds (a split can be empty, e.g. with a
-    split fraction of 0 or very few prompts)."""
-    ids = datasets.List(datasets.Value("int64"))
-    features = datasets.Features(
-        {
-            **split.features,
-            "index": datasets.Value("int64"),
-            "prompt_length": datasets.Value("int64"),
-            "chosen_ids": ids,
-            "rejected_ids": ids,
-            "keep": datasets.Value("bool"),
-            "drop": datasets.Value("string"),
-            "note": datasets.Value("string"),
-        }
-    )
-    return datasets.Dataset.from_dict({k: [] for k in features}, features=features)
 
 
 class PreferenceDataModule(L.LightningDataModule):
@@ -221,174 +184,9 @@ class PreferenceDataModule(L.LightningDataModule):
     # ---------------------------------------------------------------- preparation
     @cached_property
     def _prepared(self) -> dict[str, Any]:
-        """Load, clean, split and tokenise once; log one summary line (rows in, kept, skipped per
-        reason) and keep the counts in :attr:`rows_in` and :attr:`skipped`."""
-        raw = self.load_rows()
-        if not all(c in raw.column_names for c in SOURCE_COLUMNS):  # generated or hub rows: number them
-            raw = raw.add_column(SOURCE_COLUMNS[0], [self.source_name] * len(raw)).add_column(
-                SOURCE_COLUMNS[1], list(range(1, len(raw) + 1))
-            )
-        # A load_rows override may skip source rows itself (GOQA: unusable distributions); they
-        # count as rows in, so that rows in = kept + skipped holds for every source.
-        self.rows_in = len(raw) + sum(self.source_skipped.values())
-        ds, skipped = clean_rows(
-            raw, self.source_name, merge_group_case=self.merge_group_case, spellings=self.groups or ()
-        )
-        skipped.update(self.source_skipped)
-        self.skipped = skipped
-        names = self._resolve_groups(sorted(set(ds["group"])))
-        index = {g: i for i, g in enumerate(names)}
-        unlisted = [i for i, g in enumerate(ds["group"]) if g not in index]
-        if unlisted:
-            skipped["group_not_in_data.groups"] += len(unlisted)
-            refs = row_refs(ds.select(unlisted), self.source_name)
-            log_skipped(self.source_name, {"group_not_in_data.groups": refs}, self.rows_in)
-            ds = ds.filter(lambda g: g in index, input_columns="group")
-        ds = ds.map(lambda g: {"group_id": index[g]}, input_columns="group")
-        if SPLIT_COLUMN in ds.column_names:  # the data's own splits (the generated default has them)
-            parts = given_split(ds[SPLIT_COLUMN], self.source_name, row_refs(ds, self.source_name), SPLITS)
-        else:
-            parts = stratified_split(ds["group_id"], ds["prompt"], self.split_fractions, self.seed)
-        splits = {name: ds.select(rows) for name, rows in zip(SPLITS, parts, strict=True)}
-        fingerprint = {
-            name: pair_fingerprints(sp["group"], sp["prompt"], sp["chosen"], sp["rejected"])
-            for name, sp in splits.items()
-        }
-        tokenizer = self._make_tokenizer(splits["train"])
-        tokenized = {}
-        notes: Counter = Counter()
-        emptied: dict[str, list[str]] = defaultdict(list)
-        for name, split in splits.items():
-            if len(split) == 0:  # map() adds no columns to an empty split
-                tokenized[name] = _empty_tokenized(split)
-                continue
-            split = split.map(lambda _, i: {"index": i}, with_indices=True)
-            if self.chat_template:
-                split = split.map(
-                    lambda b: {"prompt": chat_prompts(tokenizer, b["prompt"])}, batched=True, desc="chat template"
-                )
-            split = split.map(
-                tokenize_pairs,
-                batched=True,
-                fn_kwargs={
-                    "tokenizer": tokenizer,
-                    "max_length": self.max_length,
-                    "max_prompt_length": self.max_prompt_length,
-                },
-                desc=f"tokenising {name}",
-            )
-            for note, n in count_notes(split["note"]).items():
-                notes[note] += n
-                log.info("%s/%s: %d pairs with %s", self.source_name, name, n, note)
-            drop = [i for i, k in enumerate(split["keep"]) if not k]
-            if drop:
-                refs = row_refs(split.select(drop), self.source_name)
-                for why, ref in zip(split.select(drop)["drop"], refs, strict=True):
-                    skipped[why] += 1
-                    emptied[why].append(ref)
-                split = split.filter(lambda k: k, input_columns="keep")
-            tokenized[name] = split
-        log_skipped(self.source_name, emptied, self.rows_in)
-        counts = torch.bincount(torch.tensor(tokenized["train"]["group_id"], dtype=torch.long), minlength=len(names))
-        coverage = self._eval_coverage(names, tokenized)
-        kept = sum(len(s) for s in tokenized.values())
-        if kept + sum(skipped.values()) != self.rows_in:  # every row is kept or counted, nothing else
-            raise AssertionError(f"row accounting: {self.rows_in} in != {kept} kept + {dict(skipped)} skipped")
-        log.info(
-            "%s: data prepared: %d rows in, %d kept (train/val/test %s), %d skipped %s; groups %s with N_g %s%s%s",
-            self.source_name,
-            self.rows_in,
-            kept,
-            "/".join(str(len(tokenized[s])) for s in SPLITS),
-            sum(skipped.values()),
-            dict(sorted(skipped.items())),
-            names,
-            counts.tolist(),
-            "".join(
-                f"; {split} pairs cover {len(names) - len(missing)}/{len(names)} groups"
-                + (f" (none of {missing})" if missing else "")
-                for split, missing in coverage.items()
-            ),
-            f"; truncated or re-encoded pairs {dict(sorted(notes.items()))}" if notes else "",
-        )
-        empty = [names[g] for g in range(len(names)) if counts[g] == 0]
-        if empty:
-            raise DataError(
-                f"{self.source_name}: group(s) {empty} have no training pairs after cleaning "
-                f"(skipped: {dict(skipped)}); add data for them or leave them out of data.groups"
-            )
-        if len(names) == 1:
-            log.warning(
-                "%s: only one group (%r): group-robust and importance weighting reduce to the plain "
-                "(uniform) objective",
-                self.source_name,
-                names[0],
-            )
-        for split, missing in coverage.items():
-            if missing:
-                log.warning(
-                    "%s: group(s) %s have no %s pairs, so %s and the other per-group %s metrics do not cover "
-                    "them; a group needs 3 or more distinct prompts to get a pair in every split",
-                    self.source_name,
-                    missing,
-                    split,
-                    f"{split}/worst_group_loss",
-                    split,
-                )
-        # A group with N_g of N training pairs is expected N_g·B/N times in a step of B pairs; below
-        # one, most steps miss it (its α entry waits and its loss estimate rests on one pair or so).
-        step = self.batch_size * self.accumulate_grad_batches
-        expected = counts.double() * step / counts.sum()
-        small = {names[g]: round(float(expected[g]), 2) for g in range(len(names)) if expected[g] < 1}
-        if small:
-            log.warning(
-                "%s: group(s) expected less than once per optimizer step of %d pairs (expected pairs per step "
-                "%s); most steps will not see them and their loss estimate is noisy",
-                self.source_name,
-                step,
-                small,
-            )
-        return {
-            "names": names,
-            "counts": counts.tolist(),
-            "tokenizer": tokenizer,
-            "splits": tokenized,
-            "fingerprint": fingerprint,
-        }
-
-    def _eval_coverage(self, names: list[str], splits: Mapping[str, datasets.Dataset]) -> dict[str, list[str]]:
-        """Per evaluation split with a fraction > 0: the groups without a pair in it (after
-        tokenisation, which may drop a group's only pair there)."""
-        out = {}
-        for i, split in enumerate(SPLITS[1:], 1):
-            if self.split_fractions[i] > 0:
-                present = set(splits[split]["group_id"]) if len(splits[split]) else set()
-                out[split] = [g for k, g in enumerate(names) if k not in present]
-        return out
-
-    def _resolve_groups(self, present: list[str]) -> list[str]:
-        if not present:
-            raise DataError(f"{self.source_name}: no usable rows")
-        if self.groups is None:
-            return present
-        missing = [g for g in self.groups if g not in present]
-        if missing:
-            raise DataError(f"data.groups: {missing} not found in {self.source_name}; groups there: {present}")
-        return list(self.groups)
-
-    def _make_tokenizer(self, train: datasets.Dataset):
-        from grpo_lightning.policies.package_files import resolve
-
-        name, gguf = self.tokenizer_name, resolve(self.tokenizer_gguf_file)
-        if gguf is not None and name is None:  # a full path to a GGUF file
-            name, gguf = str(Path(gguf).parent), Path(gguf).name
-        if name is not None and gguf is None and name.endswith(".ckpt") and Path(name).is_file():
-            log.info("using the tokenizer saved in %s", name)
-            return tokenizer_from_checkpoint(name)
-        if name is not None:
-            return load_tokenizer(name, gguf_file=gguf)
-        texts = [p + c for p, c in zip(train["prompt"], train["chosen"], strict=True)] + list(train["rejected"])
-        return train_tokenizer(texts, self.tokenizer_vocab_size)
+        """Load, clean, split and tokenise once (:func:`~grpo_lightning.data.preparation.prepare`); the counts of
+        rows in and skipped per reason are kept in :attr:`rows_in` and :attr:`skipped`."""
+        return prepare(self)
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -445,12 +243,23 @@ class PreferenceDataModule(L.LightningDataModule):
     def dataset(self, split: str) -> datasets.Dataset:
         return self._prepared["splits"][split]
 
-    def set_dataset(self, split: str, dataset: datasets.Dataset) -> None:
-        """Replace a tokenised split by the same rows with more columns (the cached reference log-probs,
-        :mod:`grpo_lightning.data.ref_cache`); loaders made afterwards read them."""
-        old = self.dataset(split)
-        if len(dataset) != len(old) or dataset["index"] != old["index"]:
-            raise ValueError(f"set_dataset({split!r}): not the same pairs as the split")
+    def set_reference_logps(self, split: str, logps: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+        """Give the tokenised ``split`` the reference log-probs of its pairs, ``(chosen, rejected)`` with one value
+        per row in row order, as the float32 columns ``ref_chosen_logps``/``ref_rejected_logps`` that loaders made
+        afterwards select and the collator batches; ``None`` removes them. The one way in for the module's reference
+        cache (:class:`~grpo_lightning.training.reference.ReferenceCache`): this module keeps owning its splits.
+        Columns of an earlier reference are replaced, so a split never carries two references' values."""
+        dataset = self.dataset(split)
+        carried = [c for c in REF_COLUMNS if c in dataset.column_names]
+        if logps is None and not carried:
+            return
+        dataset = dataset.remove_columns(carried)
+        if logps is not None:
+            if any(len(values) != len(dataset) for values in logps):
+                raise ValueError(f"{'/'.join(str(len(v)) for v in logps)} reference log-probs for {len(dataset)} rows")
+            # float32 arrays become float32 Arrow columns: the values reach the batch bit for bit.
+            for name, values in zip(REF_COLUMNS, logps, strict=True):
+                dataset = dataset.add_column(name, np.asarray(values.detach().cpu(), dtype=np.float32))
         self._prepared["splits"][split] = dataset
 
     # ---------------------------------------------------------------- loaders

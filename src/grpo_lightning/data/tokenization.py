@@ -11,12 +11,18 @@ from typing import Any
 import torch
 
 from grpo_lightning.core.logprobs import IGNORE_INDEX
-from grpo_lightning.data.ref_cache import REF_COLUMNS
 from grpo_lightning.training.checkpoints import read_checkpoint
 
 log = logging.getLogger(__name__)
 
 PAD, EOS = "<pad>", "<eos>"
+
+# The columns of a tokenised split that make a batch (what the loaders select and the reference cache fingerprints).
+PAIR_COLUMNS = ("chosen_ids", "rejected_ids", "prompt_length", "group_id", "index")
+# The cached reference log-probs log π_ref(y_w|x), log π_ref(y_l|x) of each pair (``model.precompute_ref_logps``):
+# columns of a tokenised split once the module's reference cache has handed them over, and the same keys in a batch.
+CHOSEN_KEY, REJECTED_KEY = "ref_chosen_logps", "ref_rejected_logps"
+REF_COLUMNS = (CHOSEN_KEY, REJECTED_KEY)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 512):
@@ -186,7 +192,7 @@ class PairCollator:
     ``-100`` on the prompt and padding), ``prompt_length`` ``(B,)``, ``group`` ``(B,)`` and
     ``index`` ``(B,)`` (the pair's row in its split, for predictions); and, when the pairs carry the cached
     reference log-probs (columns ``ref_chosen_logps``/``ref_rejected_logps``, see
-    :mod:`grpo_lightning.data.ref_cache`), those as float32 ``(B,)`` under the same names.
+    :mod:`grpo_lightning.training.reference`), those as float32 ``(B,)`` under the same names.
     """
 
     def __init__(self, pad_token_id: int) -> None:

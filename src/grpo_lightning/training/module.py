@@ -12,32 +12,24 @@ from jsonargparse import lazy_instance
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics import MeanMetric
 
-from grpo_lightning.core import (
-    GroupWeighting,
-    group_counts,
-    group_loss_estimate,
-    group_means,
-    group_sums,
-    weighted_objective,
-)
+from grpo_lightning.core import GroupWeighting
 from grpo_lightning.core.losses import IPO, PreferenceLoss
 from grpo_lightning.core.weighting import UniformWeighting
-from grpo_lightning.data.ref_cache import (
-    CHOSEN_KEY,
-    REF_COLUMNS,
-    REJECTED_KEY,
-    Ranks,
-    ReferenceLogps,
-    cached_reference_logps,
-    data_fingerprint,
-    weights_fingerprint,
-)
 from grpo_lightning.metrics import EVAL_STAGES, GroupPreferenceMetrics, tags
 from grpo_lightning.policies import CausalLM, PolicySpec
-from grpo_lightning.training.batching import split_pairs
 from grpo_lightning.training.hparams import loss_from_data, weighting_from_data
+from grpo_lightning.training.reference import ReferenceCache
 from grpo_lightning.training.schedules import LinearWarmup
-from grpo_lightning.training.sharding import fsdp_root, shards_parameters
+from grpo_lightning.training.step import (
+    NonFiniteLoss,
+    alpha_after,
+    alpha_before,
+    backward_micro_batches,
+    handle_nonfinite,
+    log_step,
+    optimizer_step,
+    split_step,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +77,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
             step, batch, micro-batch and groups; ``skip`` skips that optimizer step.
         precompute_ref_logps: at the start of ``fit``, run the reference once over the data
             module's train/val/test splits (no grad, sharded over DDP ranks), cache the log-probs
-            (see :mod:`grpo_lightning.data.ref_cache`), add them to the splits as the columns
+            (see :mod:`grpo_lightning.training.reference`), add them to the splits as the columns
             ``ref_chosen_logps``/``ref_rejected_logps`` (so every batch carries them) and free the
             reference copy for the rest of the run.
         ref_cache_dir: directory of the reference log-prob cache files (default
@@ -158,160 +150,50 @@ class GroupRobustPreferenceModule(L.LightningModule):
         # the same train/loss_epoch as an uninterrupted one (Lightning does not save its own).
         self.train_loss_epoch = MeanMetric()
         self.train_loss_epoch.persistent(True)
-        self.reference_logps: ReferenceLogps | None = None
+        # The reference log-probs as data (precompute_ref_logps): computed or loaded at fit start, handed to the
+        # data module, the reference copy freed.
+        self.reference_cache = ReferenceCache(precompute_ref_logps, ref_cache_dir)
 
     # ------------------------------------------------------------------ the method
     def group_weights(self) -> torch.Tensor:
         return self.weighting.weights(self.log_alpha)
 
-    def _reference(self, batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def batch_reference(self, batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(log π_ref(y_w|x), log π_ref(y_l|x)), each ``(B,)``: the cached values the batch carries, else the
+        reference's forward; ``None`` for a loss without a reference (SFT)."""
         if not self.needs_reference:
             return None
-        # Only this module's own cache is trusted: columns left by another run's reference are ignored.
-        if CHOSEN_KEY in batch and self.reference_logps is not None:
-            return batch[CHOSEN_KEY], batch[REJECTED_KEY]
-        return self.policy.reference_pair_logps(batch)
+        cached = self.reference_cache.pair_logps(batch)
+        return cached if cached is not None else self.policy.reference_pair_logps(batch)
 
-    def _pair_outputs(self, batch, reference) -> PairOutputs:
+    def pair_outputs(self, batch, reference) -> PairOutputs:
+        """The policy's log-probs of the batch's pairs and the loss's per-pair losses and implicit rewards."""
         chosen, rejected = self.policy.pair_logps(batch)
         ref_c, ref_r = reference if reference is not None else (None, None)
         losses, cr, rr = self.loss_fn.pair_losses(chosen, rejected, ref_c, ref_r)
         return PairOutputs(losses, cr, rr, chosen, rejected, reference)
 
-    def _all_reduce(self, t: torch.Tensor) -> torch.Tensor:
-        return self.trainer.strategy.reduce(t, reduce_op="sum") if self.trainer.world_size > 1 else t
-
-    def _finite_on_every_rank(self, t: torch.Tensor) -> bool:
-        """Whether ``t`` is finite on every rank. Under DDP each backward all-reduces the gradients, so a
-        rank that raised or skipped alone would leave the others waiting in that all-reduce: the decision
-        is one all-reduced count of non-finite ranks, taken before any backward of the micro-batch."""
-        bad = (~torch.isfinite(t)).any().to(torch.float32)
-        return not bool(self._all_reduce(bad) > 0)
-
-    def _update_alpha(self, loss_sums: torch.Tensor, counts: torch.Tensor, batch_idx: int) -> bool:
-        """One weighting update (the robust exponentiated-gradient step, or the cvar/tilted weights)
-        from the whole step's (all-reduced) group losses.
-        Returns False (α untouched) when the losses are not finite and ``on_nonfinite: skip``."""
-        sums = self._all_reduce(loss_sums.detach().to(torch.float64))
-        estimate = group_loss_estimate(
-            sums, counts, estimator=self.weighting.estimator, train_counts=self.group_counts, total=counts.sum()
-        )
-        finite = torch.isfinite(estimate)
-        if not finite.all():  # names are built only on failure, not every step
-            bad = [self.group_names[g] for g in torch.nonzero(~finite).flatten().tolist()]
-            return self._nonfinite(f"non-finite group loss of {bad}", batch_idx, None)
-        self.log_alpha = self.weighting.update(
-            self.log_alpha, estimate, present=counts > 0, train_counts=self.group_counts
-        )
-        return True
-
-    def _nonfinite(self, what: str, batch_idx: int, micro: int | None) -> bool:
-        """Raise (default) or log and drop the step's gradients; never touches α or θ."""
-        where = f"{what} at optimizer step {self.global_step}, batch {batch_idx}"
-        where += "" if micro is None else f", micro-batch {micro}"
-        if self.hparams.on_nonfinite == "raise":
-            raise FloatingPointError(where + "; no weights or group weights were changed")
-        log.warning("%s; skipping this optimizer step", where)
-        self.optimizers().zero_grad(set_to_none=True)
-        return False
-
+    # ------------------------------------------------------------------ training: one optimizer step, in phases
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        k = len(self.group_names)
-        micro = split_pairs(batch, self.hparams.accumulate_grad_batches)
-        counts = self._all_reduce(group_counts(batch["group"], k).to(self.log_alpha))
-        references = [self._reference(mb) for mb in micro]
-        paper_order = self.weighting.adaptive and self.weighting.alpha_order == "paper"
-        if paper_order and len(micro) > 1:  # no-grad pre-pass: the step's losses before any backward
-            with torch.no_grad():
-                sums = sum(
-                    group_sums(self._pair_outputs(mb, r).losses, mb["group"], k)
-                    for mb, r in zip(micro, references, strict=True)
-                )
-            if not self._update_alpha(sums, counts, batch_idx):
-                return None
-        loss_sums, total, weights = None, torch.zeros((), device=self.device), None
-        for i, (mb, ref) in enumerate(zip(micro, references, strict=True)):
-            out = self._pair_outputs(mb, ref)
-            sums = group_sums(out.losses, mb["group"], k)
-            if paper_order and len(micro) == 1 and not self._update_alpha(sums, counts, batch_idx):
-                return None
-            weights = self.group_weights()
-            objective = weighted_objective(
-                sums,
-                counts,
-                weights,
-                estimator=self.weighting.estimator,
-                train_counts=self.group_counts,
-                total=counts.sum(),
-            )
-            if not self._finite_on_every_rank(objective):
-                groups = sorted({self.group_names[g] for g in mb["group"].tolist()})
-                where = "" if torch.isfinite(objective) else f" (groups {groups})"
-                what = f"non-finite loss{where}" if where else "non-finite loss on another rank"
-                return self._nonfinite(what, batch_idx, i) or None
-            # DDP averages gradients over ranks; the objective is a sum over all ranks' pairs.
-            self.manual_backward(objective * self.trainer.world_size)
-            total = total + objective.detach()
-            # The group sums already computed for the objective are all a training step logs (with the
-            # step's counts); reward and log-prob accuracy are evaluation metrics only.
-            loss_sums = sums.detach().float() if loss_sums is None else loss_sums + sums.detach().float()
-        lagged = self.weighting.adaptive and self.weighting.alpha_order == "lagged"
-        if lagged and not self._update_alpha(loss_sums, counts, batch_idx):
+        """One optimizer step (Algorithm 1; the phases are described in :mod:`grpo_lightning.training.step`).
+        Returns the step's objective, or ``None`` for a step skipped at a non-finite loss (``on_nonfinite: skip``),
+        which leaves α and θ as they were."""
+        step = split_step(self, batch)
+        try:
+            first = alpha_before(self, step)
+            totals = backward_micro_batches(self, step, first)
+            alpha_after(self, step, totals)
+        except NonFiniteLoss as err:
+            handle_nonfinite(err, self.hparams.on_nonfinite, self.global_step, batch_idx)  # raises unless "skip"
+            self.optimizers().zero_grad(set_to_none=True)  # the micro-batches already back-propagated
             return None
-        self._optimizer_step()
-        self._log_train(total, loss_sums, counts, weights)
-        return total
-
-    def _optimizer_step(self) -> None:
-        opt = self.optimizers()
-        root = fsdp_root(self.trainer.strategy)
-        if (
-            self.hparams.gradient_clip_val is not None
-            and root is not None
-            and self.hparams.gradient_clip_algorithm != "value"
-        ):
-            # Under FSDP each rank holds a shard of each gradient: the norm is the root module's, over all shards
-            # (Lightning's FSDP precision refuses norm clipping; torch.nn.utils.clip_grad_norm_ would use the shard's).
-            root.clip_grad_norm_(self.hparams.gradient_clip_val)
-        elif self.hparams.gradient_clip_val is not None:
-            self.clip_gradients(
-                opt,
-                gradient_clip_val=self.hparams.gradient_clip_val,
-                gradient_clip_algorithm=self.hparams.gradient_clip_algorithm,
-            )
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        sched = self.lr_schedulers()
-        if sched is not None and not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            sched.step()
-
-    def _log_train(
-        self, objective: torch.Tensor, loss_sums: torch.Tensor, counts: torch.Tensor, weights: torch.Tensor
-    ) -> None:
-        """Logs the step's objective, group mean losses and weights. ``counts`` are already summed over ranks
-        (the step needed them for the α step); the loss sums are all-reduced here, once.
-
-        ``train/loss`` is the weighted objective Σ_g w_g L̂_g that θ descends: its scale depends on the weighting
-        and the estimator, so it is not comparable across methods. ``train/pooled_loss`` is the plain mean of the
-        step's per-pair losses, Σ_g S_g / Σ_g N_g (S_g the group's loss sum), the same quantity for every method
-        (and equal to ``train/loss`` under the ``uniform`` weighting)."""
-        sums = self._all_reduce(loss_sums)
-        means = group_means(sums, counts)
-        values = {tags.TRAIN_LOSS: self._all_reduce(objective) if self.trainer.world_size > 1 else objective}
-        values[tags.TRAIN_POOLED_LOSS] = sums.sum() / counts.sum().clamp(min=1)
-        count = counts.cpu()  # one host sync for the whole log, not one per group
-        for g, name in enumerate(self.group_names):
-            if count[g] > 0:
-                values[tags.group_loss_tag(name)] = means[g]
-            values[tags.group_weight_tag(name)] = weights[g]
-        n = int(count.sum())
-        self.log_dict({key: v.float() for key, v in values.items()}, on_step=True, on_epoch=False, batch_size=n)
-        self.train_loss_epoch.update(values[tags.TRAIN_LOSS].detach().float(), weight=n)
-        self.log(tags.TRAIN_LOSS_EPOCH, self.train_loss_epoch, on_step=False, on_epoch=True, prog_bar=True)
+        optimizer_step(self)
+        log_step(self, totals, step.counts)
+        return totals.objective
 
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, batch, stage: str) -> None:
-        out = self._pair_outputs(batch, self._reference(batch))
+        out = self.pair_outputs(batch, self.batch_reference(batch))
         ref = out.reference or (None, None)
         self.metrics[stage].update(
             out.losses,
@@ -364,7 +246,7 @@ class GroupRobustPreferenceModule(L.LightningModule):
         self._eval_epoch_end("test")
 
     def predict_step(self, batch, batch_idx) -> dict[str, torch.Tensor]:
-        out = self._pair_outputs(batch, self._reference(batch))
+        out = self.pair_outputs(batch, self.batch_reference(batch))
         return {
             "index": batch["index"],
             "group": batch["group"],
@@ -376,94 +258,11 @@ class GroupRobustPreferenceModule(L.LightningModule):
 
     # ------------------------------------------------------------------ cached reference log-probs
     def setup(self, stage: str) -> None:
-        sharded = self._trainer is not None and shards_parameters(self._trainer.strategy)
-        if stage == "fit" and self.hparams.get("precompute_ref_logps") and sharded:
-            # The cache is keyed by a fingerprint of the reference's weights, which a rank holds only a shard of.
-            raise ValueError(
-                "model.precompute_ref_logps is not supported with a strategy that shards the parameters (FSDP): "
-                "use DDP, or leave it off"
-            )
-        # validate/test/predict after a fit freed the reference: give the data module (perhaps a fresh one) the
-        # columns too, for the splits that are the data the cache was computed on.
-        dm = self._trainer.datamodule if self._trainer is not None else None
-        if stage != "fit" and self.reference_logps is not None and hasattr(dm, "set_dataset"):
-            self._add_reference_columns(check=True)
+        self.reference_cache.setup(self._trainer, stage)
 
     def on_fit_start(self) -> None:
-        if not (self.hparams.get("precompute_ref_logps") and self.needs_reference):
-            return
-        fresh = self.reference_logps is None
-        if fresh:
-            self.reference_logps = self._reference_logps()
-            self._free_reference()
-        # A second fit of this module may bring other data: only splits the cache was computed on get columns.
-        self._add_reference_columns(check=not fresh)
-
-    def _reference_data(self):
-        dm = self.trainer.datamodule
-        if dm is None or not hasattr(dm, "set_dataset"):
-            raise ValueError("model.precompute_ref_logps needs a PreferenceDataModule passed to the Trainer")
-        return dm
-
-    def _reference_logps(self) -> ReferenceLogps:
-        """The splits' reference log-probs, loaded or computed (see :func:`cached_reference_logps`); this wires
-        the trainer and the policy into it."""
-        from grpo_lightning.data.tokenization import PairCollator
-
-        dm, policy, trainer = self._reference_data(), self.policy, self.trainer
-        if not hasattr(policy, "reference_state_dict"):
-            raise ValueError(f"model.precompute_ref_logps is not supported by {type(policy).__name__}")
-        splits = {s: dm.dataset(s) for s in ("train", "val", "test") if len(dm.dataset(s))}
-        directory = self.hparams.get("ref_cache_dir") or f"{trainer.default_root_dir}/ref_logps"
-        strategy = trainer.strategy
-        was_training = policy.training
-        policy.eval()
-        try:
-            with trainer.precision_plugin.forward_context():
-                return cached_reference_logps(
-                    splits,
-                    policy.reference_pair_logps,
-                    reference=weights_fingerprint(policy.reference_state_dict()),
-                    directory=directory,
-                    batch_size=getattr(dm, "eval_batch_size", None) or 16,
-                    collate=PairCollator(dm.tokenizer.pad_token_id),
-                    device=self.device,
-                    settings={
-                        "average_log_prob": bool(policy.average_log_prob),
-                        "policy": type(policy).__name__,
-                        "precision": str(trainer.precision),  # bf16-mixed log-probs differ from float32 ones
-                    },
-                    ranks=Ranks(trainer.global_rank, trainer.world_size, strategy.all_gather, strategy.broadcast),
-                )
-        finally:
-            policy.train(was_training)
-
-    def _free_reference(self) -> None:
-        """Drop the policy's reference copy: from here on the data carries its log-probs (a LoRA policy's
-        reference is the base model with the adapter off, so it has none to free)."""
-        import gc
-
-        if getattr(self.policy, "reference", None) is None:
-            return
-        self.policy.free_reference()
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-        log.info("reference model freed: training uses the cached reference log-probs")
-
-    def _add_reference_columns(self, check: bool = False) -> None:
-        """Put the cached values into the data module's splits as columns, before any loader is made (the hooks
-        that call this run before Lightning builds the dataloaders), so the collator batches them. With ``check``
-        (a data module the values were not just computed for), only splits with the cached data fingerprint
-        get them; the others lose any reference columns they carry, so no batch holds another run's values (and
-        with the reference freed, the policy says so when asked for it)."""
-        dm, cache = self._reference_data(), self.reference_logps
-        for split in cache.tables:
-            ds = dm.dataset(split)
-            if not check or data_fingerprint(ds) == cache.data.get(split):
-                dm.set_dataset(split, cache.columns(split, ds))
-            elif any(c in ds.column_names for c in REF_COLUMNS):
-                dm.set_dataset(split, ds.remove_columns([c for c in REF_COLUMNS if c in ds.column_names]))
+        if self.needs_reference:
+            self.reference_cache.fit_start(self.trainer, self.policy, self.device)
 
     # ------------------------------------------------------------------ optimisation and checkpoints
     def configure_optimizers(self):

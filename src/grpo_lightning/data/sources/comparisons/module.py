@@ -13,8 +13,8 @@ from typing import Any, get_args
 
 import datasets
 
-from grpo_lightning.data.module import PreferenceDataModule
 from grpo_lightning.data.io import SOURCE_COLUMNS
+from grpo_lightning.data.module import PreferenceDataModule
 from grpo_lightning.data.sources.comparisons.pairs import build_pairs
 from grpo_lightning.data.sources.comparisons.settings import (
     ComparisonFields,

@@ -113,7 +113,7 @@ def test_sigterm_under_ddp_checkpoints_the_step_and_resume_last_equals_uninterru
     (rank 1 never gets the signal; the ranks agree by an all-reduce), ``last.ckpt`` holds that step, the
     command exits 143 and no rank is left behind; ``--ckpt_path last`` then ends with the weights, log α
     and optimizer state of an uninterrupted 2-rank run, bitwise."""
-    from test_resume import _assert_same_state
+    from test_training_checkpoints import _assert_same_state
 
     steps = 12
     run = [*SMALL, *DDP, "--trainer.max_steps", str(steps), "--checkpoint.every_n_train_steps", "3"]

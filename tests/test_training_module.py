@@ -102,7 +102,7 @@ def test_uniform_weighting_is_the_pooled_mean(tiny_dm_factory, make_module):
     dm = tiny_dm_factory(batch_size=8)
     module = make_module(dm, weighting=UniformWeighting())
     batch = next(iter(dm.train_dataloader()))
-    out = module._pair_outputs(batch, module._reference(batch))
+    out = module.pair_outputs(batch, module.batch_reference(batch))
     from grpo_lightning.core import group_counts, group_sums, weighted_objective
 
     k = len(dm.group_names)
@@ -210,7 +210,7 @@ def test_nonfinite_loss_stops_before_any_update(tiny_dm_factory, make_module):
 def test_split_pairs_keeps_chosen_and_rejected_together():
     """B = 3 pairs, 2B = 6 stacked rows (chosen 0..2, rejected 3..5), split in 2: the first
     micro-batch holds pairs (0, 1) → rows (0, 1, 3, 4), the second pair 2 → rows (2, 5)."""
-    from grpo_lightning.training.batching import split_pairs
+    from grpo_lightning.training.step import split_pairs
 
     batch = {"input_ids": torch.arange(6).unsqueeze(-1), "group": torch.tensor([0, 1, 0]), "index": torch.arange(3)}
     first, second = split_pairs(batch, 2)

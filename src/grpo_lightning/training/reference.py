@@ -1,19 +1,25 @@
-"""Reference log-probabilities as columns of the tokenised data, computed once per data and reference model.
+"""Reference log-probabilities as data: computed once per data and reference model, cached, handed to the data.
 
 The reference π_ref never trains, so log π_ref(y_w|x) and log π_ref(y_l|x) of every pair are fixed numbers: like
-TRL, they are kept as data, the columns :data:`REF_COLUMNS` (``ref_chosen_logps``, ``ref_rejected_logps``) of each
-tokenised split, which the collator puts into the batch beside the token ids. :func:`cached_reference_logps` runs
-the reference over the splits once (batched, no grad; under DDP each rank runs a shard and all gather), or loads
-them from a cache file (safetensors) keyed by a fingerprint of the tokenised data and a hash of the reference
-weights, both stored in its metadata and checked on load, so a stale cache is never used.
-:func:`with_reference_columns` turns the values into a split's columns.
+TRL, they are kept as data, the columns ``ref_chosen_logps``, ``ref_rejected_logps`` (``REF_COLUMNS`` of
+:mod:`grpo_lightning.data.tokenization`) of each tokenised split, which the collator puts into the batch beside the
+token ids. With ``model.precompute_ref_logps`` the module holds a :class:`ReferenceCache`, the one object that
 
-Nothing here reads trainer or policy state: the caller passes the reference forward, the splits, the collator and
-the ranks (:class:`Ranks`).
+* at fit start gets the splits' values (:func:`cached_reference_logps`: runs the reference over the splits once,
+  batched, no grad, under DDP each rank a shard and all gather; or loads them from a cache file (safetensors) keyed
+  by a fingerprint of the tokenised data and a hash of the reference weights, both stored in its metadata and
+  checked on load, so a stale cache is never used),
+* hands them to the data module through its one method for it, ``set_reference_logps(split, values)`` (the data
+  module keeps owning its splits; this module never replaces them itself),
+* frees the policy's reference copy, and answers the module's question "this batch's reference log-probs?".
+
+Below :class:`ReferenceCache` nothing reads trainer or policy state: the caller passes the reference forward, the
+splits, the collator and the ranks (:class:`Ranks`).
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -25,12 +31,11 @@ from typing import Any, NamedTuple
 
 import torch
 
+from grpo_lightning.data.tokenization import CHOSEN_KEY, PAIR_COLUMNS, REJECTED_KEY, PairCollator
+from grpo_lightning.training.sharding import shards_parameters
+
 log = logging.getLogger(__name__)
 
-# Column names in the tokenised splits, and the same keys in a batch.
-CHOSEN_KEY, REJECTED_KEY = "ref_chosen_logps", "ref_rejected_logps"
-REF_COLUMNS = (CHOSEN_KEY, REJECTED_KEY)
-PAIR_COLUMNS = ("chosen_ids", "rejected_ids", "prompt_length", "group_id", "index")
 FORMAT_VERSION = "1"
 
 
@@ -120,23 +125,9 @@ def gather_shards(local: Mapping[str, torch.Tensor], all_gather, device) -> dict
     return {"index": index[keep], "chosen": values[keep, 0], "rejected": values[keep, 1]}
 
 
-def with_reference_columns(dataset, chosen: torch.Tensor, rejected: torch.Tensor):
-    """``dataset`` with the columns :data:`REF_COLUMNS` set to ``chosen``/``rejected`` (one float32 per row, in
-    row order); columns of an earlier reference are replaced, so a dataset never carries two references' values."""
-    import numpy as np
-
-    if len(chosen) != len(dataset) or len(rejected) != len(dataset):
-        raise ValueError(f"{len(chosen)}/{len(rejected)} reference log-probs for {len(dataset)} rows")
-    dataset = dataset.remove_columns([c for c in REF_COLUMNS if c in dataset.column_names])
-    # float32 arrays become float32 Arrow columns: the values reach the batch bit for bit.
-    for name, values in zip(REF_COLUMNS, (chosen, rejected), strict=True):
-        dataset = dataset.add_column(name, np.asarray(values.detach().cpu(), dtype=np.float32))
-    return dataset
-
-
 class ReferenceLogps:
     """Reference log-probs of each split: a table per split, row ``index`` (the pairs' ``index`` column) holding
-    (chosen, rejected); what the cache file stores, and what :meth:`columns` turns into a split's columns."""
+    (chosen, rejected); what the cache file stores, and what :meth:`rows` reads out in a split's row order."""
 
     def __init__(self, splits: Mapping[str, Mapping[str, torch.Tensor]], *, data: Mapping[str, str], reference: str):
         self.data, self.reference = dict(data), reference
@@ -156,13 +147,14 @@ class ReferenceLogps:
         values = self.tables[split][index]
         return values[:, 0], values[:, 1]
 
-    def columns(self, split: str, dataset):
-        """``dataset`` (the tokenised ``split`` these values were computed on) with the reference columns."""
+    def rows(self, split: str, dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        """(chosen, rejected), float32 ``(n,)``, for the rows of ``dataset`` (the tokenised ``split`` these values
+        were computed on) in its row order."""
         index = torch.as_tensor(dataset["index"], dtype=torch.long)
         chosen, rejected = self.lookup(split, index)
         if chosen.isnan().any() or rejected.isnan().any():  # a row the cache never saw: not this data
             raise ReferenceCacheError(f"the cached reference log-probs of {split!r} miss rows of this data")
-        return with_reference_columns(dataset, chosen, rejected)
+        return chosen, rejected
 
     # ------------------------------------------------------------------ files
     @staticmethod
@@ -259,3 +251,117 @@ def cached_reference_logps(
     )
     cache.computed_here = here
     return cache
+
+
+# ---------------------------------------------------------------------------- the module's component
+class ReferenceCache:
+    """The reference log-probs of a run with ``model.precompute_ref_logps``: the module holds one and calls
+    :meth:`setup` and :meth:`fit_start` from the Lightning hooks of the same names, and :meth:`pair_logps` for each
+    batch. It computes or loads the values once (at the first fit), frees the policy's reference copy, and gives
+    every data module the module meets (a second fit's, a later ``validate``/``test``/``predict``'s) the values of
+    the splits they were computed on, through ``data_module.set_reference_logps``.
+
+    Args:
+        enabled: ``model.precompute_ref_logps``.
+        directory: ``model.ref_cache_dir``, the directory of the cache files; ``None``:
+            ``<trainer.default_root_dir>/ref_logps``. A file is reused only for the same data and reference weights.
+    """
+
+    def __init__(self, enabled: bool, directory: str | None = None) -> None:
+        self.enabled, self.directory = enabled, directory
+        self.logps: ReferenceLogps | None = None  # set at the first fit start
+
+    def pair_logps(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The batch's cached (log π_ref(y_w|x), log π_ref(y_l|x)), each ``(B,)``, or ``None`` (run the reference).
+        Only this object's values are trusted: columns another run's reference left in a split are ignored."""
+        if self.logps is not None and CHOSEN_KEY in batch:
+            return batch[CHOSEN_KEY], batch[REJECTED_KEY]
+        return None
+
+    def setup(self, trainer, stage: str) -> None:
+        """Refuses a sharded (FSDP) fit; for ``validate``/``test``/``predict`` after a fit freed the reference, gives
+        the data module (perhaps a fresh one) the columns too, for the splits that are the data they were computed
+        on (the Lightning hook runs before any loader is made)."""
+        if trainer is None:
+            return
+        if stage == "fit" and self.enabled and shards_parameters(trainer.strategy):
+            # The cache is keyed by a fingerprint of the reference's weights, which a rank holds only a shard of.
+            raise ValueError(
+                "model.precompute_ref_logps is not supported with a strategy that shards the parameters (FSDP): "
+                "use DDP, or leave it off"
+            )
+        if stage != "fit" and self.logps is not None and hasattr(trainer.datamodule, "set_reference_logps"):
+            self._hand_over(trainer.datamodule, check=True)
+
+    def fit_start(self, trainer, policy, device: torch.device) -> None:
+        """At the first fit: the values (loaded or computed), then the policy's reference copy is freed. At every
+        fit: the data module gets them; a second fit of this module may bring other data, so then only the splits
+        the values were computed on get them."""
+        if not self.enabled:
+            return
+        fresh = self.logps is None
+        if fresh:
+            self.logps = self._load_or_compute(trainer, policy, device)
+            free_reference(policy)
+        self._hand_over(_data_module(trainer), check=not fresh)
+
+    def _load_or_compute(self, trainer, policy, device: torch.device) -> ReferenceLogps:
+        """The splits' reference log-probs (see :func:`cached_reference_logps`), with the trainer's precision
+        context, ranks and root directory and the policy's reference forward."""
+        dm = _data_module(trainer)
+        if not hasattr(policy, "reference_state_dict"):
+            raise ValueError(f"model.precompute_ref_logps is not supported by {type(policy).__name__}")
+        splits = {s: dm.dataset(s) for s in ("train", "val", "test") if len(dm.dataset(s))}
+        strategy = trainer.strategy
+        was_training = policy.training
+        policy.eval()
+        try:
+            with trainer.precision_plugin.forward_context():
+                return cached_reference_logps(
+                    splits,
+                    policy.reference_pair_logps,
+                    reference=weights_fingerprint(policy.reference_state_dict()),
+                    directory=self.directory or f"{trainer.default_root_dir}/ref_logps",
+                    batch_size=getattr(dm, "eval_batch_size", None) or 16,
+                    collate=PairCollator(dm.tokenizer.pad_token_id),
+                    device=device,
+                    settings={
+                        "average_log_prob": bool(policy.average_log_prob),
+                        "policy": type(policy).__name__,
+                        "precision": str(trainer.precision),  # bf16-mixed log-probs differ from float32 ones
+                    },
+                    ranks=Ranks(trainer.global_rank, trainer.world_size, strategy.all_gather, strategy.broadcast),
+                )
+        finally:
+            policy.train(was_training)
+
+    def _hand_over(self, dm, check: bool) -> None:
+        """Gives the data module's splits the cached values. With ``check`` (a data module the values were not just
+        computed for) only splits with the cached data fingerprint get them; the others lose any reference columns
+        they carry, so no batch holds another run's values (and with the reference freed, the policy says so when
+        asked for it)."""
+        for split in self.logps.tables:
+            ds = dm.dataset(split)
+            if not check or data_fingerprint(ds) == self.logps.data.get(split):
+                dm.set_reference_logps(split, self.logps.rows(split, ds))
+            else:
+                dm.set_reference_logps(split, None)
+
+
+def _data_module(trainer):
+    dm = trainer.datamodule
+    if dm is None or not hasattr(dm, "set_reference_logps"):
+        raise ValueError("model.precompute_ref_logps needs a PreferenceDataModule passed to the Trainer")
+    return dm
+
+
+def free_reference(policy) -> None:
+    """Drops the policy's reference copy: from here on the data carries its log-probs (a LoRA policy's reference is
+    the base model with the adapter off, so it has none to free)."""
+    if getattr(policy, "reference", None) is None:
+        return
+    policy.free_reference()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    log.info("reference model freed: training uses the cached reference log-probs")
