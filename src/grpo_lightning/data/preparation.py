@@ -30,6 +30,7 @@ from grpo_lightning.data.tokenization import (
     tokenizer_from_checkpoint,
     train_tokenizer,
 )
+from grpo_lightning.metrics import tags
 
 if TYPE_CHECKING:
     from grpo_lightning.data.module import PreferenceDataModule
@@ -179,7 +180,7 @@ def _report(
                 source,
                 missing,
                 split,
-                f"{split}/worst_group_loss",
+                tags.eval_tag(split, "worst_group_loss"),
                 split,
             )
     # A group with N_g of N training pairs is expected N_g·B/N times in a step of B pairs; below

@@ -218,8 +218,8 @@ class GroupRobustPreferenceModule(L.LightningModule):
             self._coverage_warned.add((stage, absent))
             if trainer is None or trainer.is_global_zero:
                 log.warning(
-                    "%s/worst_group_loss and the other %s/min_group_* values cover %d of %d groups: no %s pairs of %s",
-                    stage,
+                    "%s and the other %s/min_group_* values cover %d of %d groups: no %s pairs of %s",
+                    tags.eval_tag(stage, "worst_group_loss"),
                     stage,
                     len(self.group_names) - len(absent),
                     len(self.group_names),
