@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from grpo_lightning.analysis.stats import format_mean_se
 from grpo_lightning.bandit.methods import METHODS
 from grpo_lightning.bandit.report import (
     CSV_COLUMNS,
@@ -161,8 +162,8 @@ def main(argv: list[str] | None = None) -> None:
         # The tables are the command's output (stdout); progress goes to the log.
         lines = [f"\n{'chi':>5} {'avg val loss':>20} {'worst val loss':>20}"]
         lines += [
-            f"{r['chi']:>5.2f} {r['avg_val_loss_mean']:>11.4f} ± {r['avg_val_loss_se']:<6.4f}"
-            f" {r['worst_val_loss_mean']:>11.4f} ± {r['worst_val_loss_se']:<6.4f}"
+            f"{r['chi']:>5.2f} {format_mean_se(r['avg_val_loss_mean'], r['avg_val_loss_se'], widths=(11, 6))}"
+            f" {format_mean_se(r['worst_val_loss_mean'], r['worst_val_loss_se'], widths=(11, 6))}"
             for r in crow
         ]
         sys.stdout.write("\n".join(lines) + "\n")

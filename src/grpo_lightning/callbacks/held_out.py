@@ -1,6 +1,6 @@
 """``HeldOutScores``: at the end of ``fit``, every pair of a held-out split scored by the trained policy.
 
-The cross-fitted GOQA experiment (goqa_experiment.py) trains on k − 1 folds of the questions and needs each pair of
+The cross-fitted GOQA experiment (scripts/goqa_experiment.py) trains on k − 1 folds of the questions and needs each pair of
 the held-out fold scored one by one: its loss, implicit rewards and margin (the columns of ``grpo predict``'s
 file) and, on GOQA, each (question, country) item's opinion alignment. ``grpo predict`` from the last checkpoint
 gives the same numbers (the weights are those of ``last.ckpt``) but pays a second process: loading and
