@@ -1,8 +1,11 @@
-"""Shared fixtures. Tests never touch the network: the hub is forced offline."""
+"""Shared fixtures and helpers. Tests never touch the network: the hub is forced offline."""
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -10,6 +13,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import datasets  # noqa: E402
 import pytest  # noqa: E402
+
+if TYPE_CHECKING:
+    from grpo_lightning.data import PreferenceDataModule
 
 datasets.disable_progress_bars()
 
@@ -139,19 +145,146 @@ TINY_MODEL_FLAGS = [
 ]
 
 
-def fit_quietly(module, datamodule, ckpt_path=None, **trainer_kwargs):
-    """``Trainer.fit`` on CPU without logger, checkpoints, progress bar or validation."""
+def fit_quietly(module, datamodule, ckpt_path=None, callbacks=(), **trainer_kwargs):
+    """``Trainer.fit`` on CPU without logger, progress bar or validation; checkpoints only from a ``ModelCheckpoint``
+    among ``callbacks``."""
     import lightning as L
 
     L.seed_everything(0)
     trainer = L.Trainer(
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=any(isinstance(c, L.pytorch.callbacks.ModelCheckpoint) for c in callbacks),
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
         accelerator="cpu",
+        callbacks=list(callbacks),
         **trainer_kwargs,
     )
     trainer.fit(module, datamodule, ckpt_path=ckpt_path)
     return trainer
+
+
+# ---------------------------------------------------------------- small local data files
+
+#: Data module settings for the small files the tests write.
+SMALL_DATA = {"max_length": 48, "max_prompt_length": 40, "batch_size": 4}
+
+
+def pair_rows(n: int = 24, groups: tuple = ("A", "B")) -> list[dict]:
+    """``n`` pairs with prompts of their own, alternating between two groups."""
+    return [
+        {
+            "prompt": f"question {i}?",
+            "chosen": f"good answer {i}",
+            "rejected": f"bad answer {i}",
+            "group": groups[i % 2],
+        }
+        for i in range(n)
+    ]
+
+
+def group_pairs(group: str, n: int, prefix: str = "") -> list[dict]:
+    """``n`` pairs of one group, each with a prompt of its own."""
+    return [
+        {"prompt": f"{prefix}{group} question {i}?", "chosen": f"yes {i}", "rejected": f"no {i}", "group": group}
+        for i in range(n)
+    ]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def file_dm(path, **kwargs) -> PreferenceDataModule:
+    """A ``PreferenceDataModule`` of a local file (or directory) with ``SMALL_DATA`` and ``kwargs``, set up for fit."""
+    from grpo_lightning.data import PreferenceDataModule
+
+    dm = PreferenceDataModule(path=str(path), **{**SMALL_DATA, **kwargs})
+    dm.setup("fit")
+    return dm
+
+
+# ---------------------------------------------------------------- the `grpo` command in-process
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: The default config shrunk to one training step without logger or validation.
+TINY_CLI = [
+    "--config",
+    str(ROOT / "configs/default.yaml"),
+    *TINY_DATA_FLAGS,
+    "--trainer.logger",
+    "false",
+    "--trainer.max_steps",
+    "1",
+    "--trainer.limit_val_batches",
+    "0",
+    "--trainer.enable_progress_bar",
+    "false",
+]
+
+
+def grpo_error(monkeypatch, capsys, tmp_path, *args: str) -> str:
+    """Runs the ``grpo`` console entry point in-process; returns stderr after the expected exit 2."""
+    from grpo_lightning.cli.app import entry_point
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GRPO_TRACEBACK", raising=False)
+    monkeypatch.setattr("sys.argv", ["grpo", "fit", *TINY_CLI, *args])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        entry_point()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "Traceback" not in err
+    assert err.splitlines()[-1] == "(set GRPO_TRACEBACK=1 for the traceback)"
+    return err.splitlines()[-2]
+
+
+# ---------------------------------------------------------------- a tiny policy without data
+
+#: The two-layer tiny Llama of the policy tests: ``TinyLlama(**TINY_LLAMA)``.
+TINY_LLAMA = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+
+
+class StubTokenizer:
+    """Just enough of a tokenizer for ``CausalLM.build`` (vocabulary size, pad, eos)."""
+
+    pad_token_id, eos_token_id = 0, 1
+
+    def __len__(self) -> int:
+        return 50
+
+
+def build_tiny_policy(**kwargs):
+    """``CausalLM(tiny=TinyLlama(**TINY_LLAMA), **kwargs)`` built for ``StubTokenizer``, seeded."""
+    import torch
+
+    from grpo_lightning.policies import CausalLM, TinyLlama
+
+    torch.manual_seed(0)
+    return CausalLM(tiny=TinyLlama(**TINY_LLAMA), **kwargs).build(StubTokenizer())
+
+
+def ragged_pair_batch():
+    """Four pairs: prompts of 3..9 tokens, completions of 1..4 tokens, chosen and rejected of
+    different lengths (right padding in the collator)."""
+    import torch
+
+    from grpo_lightning.data.tokenization import PairCollator
+
+    g = torch.Generator().manual_seed(0)
+    feats = []
+    for i, (p, c, r) in enumerate([(9, 1, 3), (3, 4, 1), (6, 2, 2), (5, 3, 4)]):
+        ids = torch.randint(2, 50, (p + c + r,), generator=g).tolist()
+        feats.append(
+            {
+                "chosen_ids": ids[:p] + ids[p : p + c],
+                "rejected_ids": ids[:p] + ids[p + c :],
+                "prompt_length": p,
+                "group_id": i % 2,
+                "index": i,
+            }
+        )
+    return PairCollator(pad_token_id=0)(feats)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_DATA_FLAGS, TINY_MODEL_FLAGS, composed_yaml
+from conftest import TINY_CLI, TINY_DATA_FLAGS, TINY_MODEL_FLAGS, composed_yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from grpo_lightning.cli.app import main
@@ -271,3 +272,18 @@ def test_help_ends_by_saying_where_the_template_options_are(capsys):
         main(["fit", "--data.help", "PreferenceDataModule"], run=False)
     data_help = capsys.readouterr().out
     assert "--data.path" in data_help and "--data.group_by_length" in data_help
+
+
+def test_runs_without_a_logger_in_one_folder_keep_each_config(monkeypatch, tmp_path, caplog):
+    """``--trainer.logger false`` writes into ``default_root_dir``: a second run there writes ``config-v1.yaml``
+    (Lightning's SaveConfigCallback stopped it with a RuntimeError), and ``--ckpt_path last`` looks in
+    ``<default_root_dir>/checkpoints`` (not in ``lightning_logs/``)."""
+    from grpo_lightning.cli.app import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["fit", *TINY_CLI])
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "checkpoints/last.ckpt").is_file()
+    with caplog.at_level(logging.INFO):
+        cli = main(["fit", *TINY_CLI, "--trainer.max_steps", "2", "--ckpt_path", "last"])
+    assert (tmp_path / "config-v1.yaml").is_file()
+    assert cli.config.fit.ckpt_path == str(tmp_path / "checkpoints/last.ckpt") and cli.trainer.global_step == 2

@@ -1,6 +1,7 @@
 """A run's identity travels with its checkpoint: the tokenizer it was trained with (never one
 trained again on the data at hand), and its method settings (``--ckpt_path last`` does not resume
-another method's run; overlays and experiments log under names of their own)."""
+another method's run; overlays and experiments log under names of their own); a resume past
+``trainer.max_epochs`` is refused in one line."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MODEL_FLAGS
+from conftest import TINY_MODEL_FLAGS, grpo_error
 
 from grpo_lightning.cli.app import main
 from grpo_lightning.data.tokenization import train_tokenizer
@@ -19,6 +20,7 @@ from grpo_lightning.data.tokenization import train_tokenizer
 ROOT = Path(__file__).resolve().parents[1]
 WORDS = ["river", "stone", "garden", "lantern", "harbor", "meadow", "copper", "violet", "thunder", "orchard"]
 NEW_WORDS = ["quokka", "xylophone", "marmalade", "zeppelin"]
+_grpo_error = grpo_error
 
 
 def _rows(n: int, group: str, start: int, words: list[str]) -> list[dict]:
@@ -296,3 +298,14 @@ def test_splits_are_stable_and_a_checkpoint_knows_its_data(fitted, tmp_path, cap
             main(["fit", *_args(data, tmp_path / "c"), "--ckpt_path", ckpt])
     finally:
         data.write_text(original)
+
+
+def test_resuming_past_max_epochs_is_one_line(monkeypatch, capsys, tmp_path):
+    """Lightning refuses it at restore with a MisconfigurationException and 30 lines of traceback."""
+    ckpt = tmp_path / "e3.ckpt"
+    torch.save({"epoch": 3, "global_step": 30, "state_dict": {}}, ckpt)
+    line = _grpo_error(monkeypatch, capsys, tmp_path, "--ckpt_path", str(ckpt), "--trainer.max_epochs", "2")
+    assert line == (
+        f"grpo: error: --ckpt_path {ckpt} was saved in epoch 3, past trainer.max_epochs=2: "
+        "resume with --trainer.max_epochs 4 or more"
+    )

@@ -1,6 +1,6 @@
-"""Every loss and the log-prob reduction against numbers worked out by hand; each loss class checks its own settings,
-naming them, and round-trips through its checkpoint form; a config chooses a loss by class (the by-name form of
-earlier versions is refused with the class_path form to write)."""
+"""Every loss against numbers worked out by hand; each loss class checks its own settings, naming them, and
+round-trips through its checkpoint form; a config chooses a loss by class (the by-name form of earlier versions is
+refused with the class_path form to write)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from grpo_lightning.core import LOSSES, completion_logps
+from grpo_lightning.core import LOSSES
 from grpo_lightning.core.losses import DPO, IPO, SFT, PreferenceLoss
 from grpo_lightning.training.hparams import loss_from_data
 
@@ -194,30 +194,3 @@ def test_the_removed_by_name_form_is_one_clear_error(monkeypatch, capsys, tmp_pa
     with pytest.raises(ValueError) as raised:
         loss_from_data({"name": "ipo", "beta": 0.1})
     assert str(raised.value) == want
-
-
-def test_completion_logps_by_hand():
-    """Vocabulary of 2, sequence of 3. Row 0 labels [-100, 0, 1]: token 1 (id 0) is predicted by
-    logits[0] = [0, 0] → log ½ = −0.693147; token 2 (id 1) by logits[1] = [ln 3, 0] →
-    log(1/(3+1)) = −1.386294. Sum = log(1/8) = −2.079442, mean = −1.039721.
-    Row 1 is all masked: sum 0 and mean 0 (never NaN)."""
-    logits = torch.zeros(2, 3, 2)
-    logits[0, 1, 0] = math.log(3.0)
-    labels = torch.tensor([[-100, 0, 1], [-100, -100, -100]])
-    total, n = completion_logps(logits, labels)
-    torch.testing.assert_close(total, torch.tensor([math.log(1 / 8), 0.0]))
-    torch.testing.assert_close(n, torch.tensor([2, 0]))
-    mean, _ = completion_logps(logits, labels, average=True)
-    torch.testing.assert_close(mean, torch.tensor([math.log(1 / 8) / 2, 0.0]))
-
-
-def test_completion_logps_ignores_padding_values():
-    """Changing logits at masked positions changes nothing."""
-    torch.manual_seed(0)
-    logits = torch.randn(1, 5, 7)
-    labels = torch.tensor([[-100, -100, 3, 4, -100]])
-    before, _ = completion_logps(logits, labels)
-    logits[0, 0] += 100.0  # predicts a prompt token
-    logits[0, 4] -= 50.0  # predicts past the end
-    after, _ = completion_logps(logits, labels)
-    torch.testing.assert_close(before, after)

@@ -9,10 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import SMALL_DATA
 
 from grpo_lightning.data import DataError, GeneratedOpinions, PreferenceDataModule
 from grpo_lightning.data.sources.generated import GROUPS
 from grpo_lightning.data.tokenization import PairCollator, tokenize_pairs, train_tokenizer
+
+SMALL = SMALL_DATA
 
 
 def _rows(n_per_group=(12, 6), prefix="q"):
@@ -313,3 +316,28 @@ def test_default_experiments_share_data_seed_and_steps_and_evaluate_every_group_
     assert weightings["gripo"] == weightings["default"]
     first = configs["ipo"]
     assert all(cfg == first for cfg in configs.values())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"batch_size": 0}, "data.batch_size"),
+        ({"eval_batch_size": 0}, "data.eval_batch_size"),
+        ({"accumulate_grad_batches": 0}, "accumulate_grad_batches"),
+        ({"max_prompt_length": 48}, "data.max_prompt_length"),
+        ({"max_prompt_length": 0}, "data.max_prompt_length"),
+        ({"split_fractions": (0.5, 0.5, 0.5)}, "data.split_fractions"),
+        ({"split_fractions": (1.2, -0.1, -0.1)}, "data.split_fractions"),
+        ({"split_fractions": (float("nan"), 0.5, 0.5)}, "data.split_fractions"),
+        ({"split_fractions": (0.0, 0.5, 0.5)}, "training fraction"),
+        ({"predict_split": "dev"}, "data.predict_split"),
+        ({"groups": ["A", "A"]}, "data.groups"),
+        ({"groups": []}, "data.groups"),
+        ({"num_workers": -1}, "data.num_workers"),
+        ({"tokenizer_vocab_size": 100}, "data.tokenizer_vocab_size"),
+        ({"path": "x.jsonl", "hub_id": "a/b"}, "not both"),
+    ],
+)
+def test_out_of_range_data_settings_name_the_setting(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        PreferenceDataModule(**{**SMALL, **kwargs})

@@ -53,3 +53,14 @@ def test_a_split_column_with_another_value_is_refused_naming_the_row():
     assert [p.tolist() for p in parts] == [[0, 3], [1], [2]]
     with pytest.raises(DataError, match=r"pairs.jsonl: column 'split' .*row 2: 'dev'"):
         given_split(["train", "dev"], "pairs.jsonl", ["row 1", "row 2"], SPLITS)
+
+
+@pytest.mark.parametrize("fractions", [(0.8, 0.1, 0.1), (0.98, 0.01, 0.01), (0.6, 0.2, 0.2)])
+def test_every_group_with_three_prompts_gets_a_val_and_a_test_pair(fractions):
+    sizes = [3, 4, 5, 7, 12, 40]
+    groups = [g for g, n in enumerate(sizes) for _ in range(n)]
+    prompts = [f"p{i}" for i in range(len(groups))]
+    for seed in range(5):
+        train, val, test = stratified_split(groups, prompts, fractions, seed)
+        for part in (train, val, test):
+            assert {groups[i] for i in part} == set(range(len(sizes))), (seed, fractions)

@@ -1,6 +1,6 @@
 """Padding-free rows (``model.policy.padding_free``) give the numbers of the concatenated and the packed
 prefix-shared forward: log-probs, gradients, LoRA with the adapter-disabled reference, gradient checkpointing,
-eager attention; and the layout, checked by hand."""
+eager attention; and the packed and padding-free layouts, checked by hand."""
 
 from __future__ import annotations
 
@@ -8,16 +8,23 @@ import logging
 
 import pytest
 import torch
+from conftest import ragged_pair_batch
 
 from grpo_lightning.data.tokenization import PairCollator
 from grpo_lightning.policies import CausalLM, LoraSettings, TinyLlama
 from grpo_lightning.policies import causal_lm as causal_lm_module
 from grpo_lightning.policies.base import PolicySpec
 from grpo_lightning.policies.causal_lm import CausalLMPolicyModule
-from grpo_lightning.policies.prefix_sharing import IGNORE_INDEX, first_fit_decreasing, pack_pairs_padding_free
+from grpo_lightning.policies.prefix_sharing import (
+    IGNORE_INDEX,
+    first_fit_decreasing,
+    pack_pairs,
+    pack_pairs_padding_free,
+)
 
 TINY = TinyLlama(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 LORA = LoraSettings(r=4, alpha=8, target_modules=["q_proj", "v_proj", "up_proj"])
+_ragged_batch = ragged_pair_batch
 
 # (prompt, chosen, rejected) lengths: prompts of 2..12 tokens, completions of 1..4, chosen and rejected of
 # different lengths. Segments 17, 6, 13, 4, 7, 14 in rows of width 17, first-fit decreasing:
@@ -237,3 +244,15 @@ def test_empty_answer_and_empty_prompt():
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="prompt of at least one token"):
         pack_pairs_padding_free(_batch([(0, 2, 2), (3, 1, 1)]))
+
+
+def test_packed_layout_hides_chosen_from_rejected():
+    batch = _ragged_batch()
+    packed = pack_pairs(batch)
+    mask = packed.attention_mask[:, 0]
+    p_max, cc = 9, 4
+    assert packed.input_ids.shape == (4, 9 + 4 + 4) and packed.keep == 1 + 4 + 4
+    assert not mask[:, p_max + cc :, p_max : p_max + cc].any(), "rejected never attends chosen"
+    # Row 1 (prompt 3): positions restart at the prompt length for the rejected completion.
+    assert packed.position_ids[1, p_max - 1] == 2 and packed.position_ids[1, p_max] == 3
+    assert packed.position_ids[1, p_max + cc] == 3

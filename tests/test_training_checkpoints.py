@@ -1,8 +1,9 @@
-"""Interrupted runs: a ``grpo fit`` killed with SIGKILL, or stopped by SIGTERM or SIGINT (Ctrl-C), in
-the middle of an epoch and resumed with ``--ckpt_path last`` ends exactly (bitwise, on CPU) where an
-uninterrupted run with the same seed ends: parameters, log α, optimizer and scheduler state, loop
-progress, the callbacks' states and the logged metrics (see ``_compare_metrics`` for the two rows
-Lightning's logging order can leave out)."""
+"""training/checkpoints.py: every checkpoint read with ``weights_only=True`` (a remote one, a pickled payload and a
+file cut short refused, naming it), none written under ``fast_dev_run``; and interrupted runs: a ``grpo fit`` killed
+with SIGKILL, or stopped by SIGTERM or SIGINT (Ctrl-C), in the middle of an epoch and resumed with ``--ckpt_path
+last`` ends exactly (bitwise, on CPU) where an uninterrupted run with the same seed ends: parameters, log α,
+optimizer and scheduler state, loop progress, the callbacks' states and the logged metrics (see ``_compare_metrics``
+for the two rows Lightning's logging order can leave out)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import TINY_DATA_FLAGS, fit_quietly, grpo_error
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from grpo_lightning.core.weighting import RobustWeighting
+
+ROOT = Path(__file__).resolve().parents[1]
+_fit, _grpo_error = fit_quietly, grpo_error
 
 STEPS_PER_EPOCH = 7  # 60 generated pairs split 80/10/10 by prompt hash → 49 training pairs, batch 8
 KILL_AFTER_STEP = 8  # in the middle of the second epoch
@@ -413,3 +420,83 @@ def test_weight_figure_of_a_resumed_run_covers_both_parts_without_checkpoint_sta
     ea = EventAccumulator(str(second), size_guidance={"images": 0})
     ea.Reload()
     assert ea.Images("train/group_weights")[-1].step == 2 * STEPS_PER_EPOCH
+
+
+def test_checkpoint_loads_with_weights_only(tmp_path, tiny_dm_factory, make_module):
+    """Hyperparameters and the extra checkpoint entries are plain data: ``torch.load`` with
+    ``weights_only=True`` (what Lightning 2.6 uses for local ``ckpt_path`` under torch >= 2.6)."""
+    dm = tiny_dm_factory(batch_size=16)
+    module = make_module(dm, weighting=RobustWeighting())
+    trainer = _fit(module, dm, max_steps=1)
+    trainer.save_checkpoint(tmp_path / "a.ckpt")
+    ckpt = torch.load(tmp_path / "a.ckpt", weights_only=True)
+    assert ckpt["group_names"] == dm.group_names and "log_alpha" in ckpt["state_dict"]
+    assert isinstance(ckpt["hyper_parameters"]["policy"], dict)
+    restored = type(module).load_from_checkpoint(tmp_path / "a.ckpt", tokenizer=dm.tokenizer, weights_only=True)
+    assert torch.equal(restored.log_alpha, module.log_alpha)
+    _fit(make_module(dm, weighting=RobustWeighting()), dm, max_steps=2, ckpt_path=tmp_path / "a.ckpt")
+
+
+class _Payload:
+    """Unpickling it creates a file: the sign that loading a checkpoint ran code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_remote_checkpoint_is_refused_and_a_pickled_payload_never_runs(monkeypatch, capsys, tmp_path):
+    """Lightning loads an http(s) ``ckpt_path`` with ``weights_only=False``: it is refused before any load. A local
+    file with a pickled object is refused by ``weights_only=True`` (by the CLI's first read and by the trainer's
+    checkpoint IO), and the payload does not run."""
+    line = _grpo_error(monkeypatch, capsys, tmp_path, "--ckpt_path", "http://127.0.0.1:9/evil.ckpt")
+    assert line == (
+        "grpo: error: --ckpt_path http://127.0.0.1:9/evil.ckpt: a remote checkpoint is not loaded; download it "
+        "and pass the local file (read with weights_only=True and checked against this run)"
+    )
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"x": _Payload(marker)}}, evil)
+    line = _grpo_error(monkeypatch, capsys, tmp_path, "--ckpt_path", str(evil))
+    assert f"checkpoint {evil} holds objects other than tensors and plain data; refused" in line
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from grpo_lightning.training.checkpoints import CheckpointError, NamedCheckpointIO
+
+    io = NamedCheckpointIO(TorchCheckpointIO())
+    with pytest.raises(CheckpointError, match="holds objects other than tensors"):
+        io.load_checkpoint(evil)
+    with pytest.raises(CheckpointError, match="weights_only=False is refused"):
+        io.load_checkpoint(evil, weights_only=False)
+    with pytest.raises(CheckpointError, match="remote checkpoint is not loaded"):
+        io.load_checkpoint("https://example.org/a.ckpt")
+    assert not marker.exists()
+
+
+def test_unreadable_checkpoint_names_the_file(monkeypatch, capsys, tmp_path):
+    whole = tmp_path / "whole.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, whole)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(whole.read_bytes()[:2000])  # a copy cut short
+    line = _grpo_error(monkeypatch, capsys, tmp_path, "--ckpt_path", str(cut))
+    assert f"checkpoint {cut} cannot be read" in line and "truncated" in line
+    # The same through the trainer's checkpoint IO (a checkpoint the CLI did not read first).
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    from grpo_lightning.training.checkpoints import CheckpointError, NamedCheckpointIO
+
+    with pytest.raises(CheckpointError, match=rf"checkpoint {cut} cannot be read"):
+        NamedCheckpointIO(TorchCheckpointIO()).load_checkpoint(cut)
+
+
+def test_the_debug_overlay_writes_no_files(monkeypatch, tmp_path):
+    """configs/debug.yaml (fast_dev_run) writes neither logs nor checkpoints: Lightning's ``on_train_end`` used to
+    write ``checkpoints/last.ckpt`` into the working directory, one more ``last-vN.ckpt`` per run."""
+    from grpo_lightning.cli.app import main
+
+    monkeypatch.chdir(tmp_path)
+    debug = ["--config", str(ROOT / "configs/default.yaml"), "--config", str(ROOT / "configs/debug.yaml")]
+    main(["fit", *debug, *TINY_DATA_FLAGS])
+    assert list(tmp_path.iterdir()) == []

@@ -1,15 +1,17 @@
-"""Invariants of the LightningModule: accumulation, resuming, checkpoints, bad settings."""
+"""Invariants of the LightningModule: accumulation, resuming, checkpoints, bad settings, evaluation coverage."""
 
 from __future__ import annotations
 
 import copy
 import functools
+import logging
 
+import lightning as L
 import pytest
 import torch
-from conftest import fit_quietly
+from conftest import file_dm, fit_quietly, group_pairs, write_jsonl
 
-from grpo_lightning.core.losses import IPO
+from grpo_lightning.core.losses import DPO, IPO
 from grpo_lightning.core.weighting import (
     CVaRWeighting,
     ImportanceWeighting,
@@ -17,8 +19,10 @@ from grpo_lightning.core.weighting import (
     TiltedWeighting,
     UniformWeighting,
 )
+from grpo_lightning.policies.lora import LoraSettings
 
 _fit = fit_quietly
+_pairs, _jsonl, _dm = group_pairs, write_jsonl, file_dm
 
 
 def _params(module):
@@ -257,3 +261,58 @@ def test_pooled_loss_is_train_loss_only_under_uniform_weighting(tiny_dm_factory,
         logged[name] = fit_quietly(module, dm, max_steps=2, log_every_n_steps=1).logged_metrics
     torch.testing.assert_close(logged["uniform"]["train/pooled_loss"], logged["uniform"]["train/loss"])
     assert not torch.isclose(logged["importance"]["train/pooled_loss"], logged["importance"]["train/loss"])
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: IPO(beta=float("inf")), "beta"),
+        (lambda: IPO(beta=float("nan")), "beta"),
+        (lambda: DPO(label_smoothing=0.5), "label_smoothing"),
+        (lambda: RobustWeighting(chi=-0.1), "chi"),
+        (lambda: RobustWeighting(chi=float("nan")), "chi"),
+        (lambda: RobustWeighting(step_size=float("inf")), "step_size"),
+        (lambda: RobustWeighting(step_size=float("nan")), "step_size"),
+        (lambda: RobustWeighting(estimator="median"), "estimator"),
+        (lambda: ImportanceWeighting(weights=[1.0, float("nan")]), "weighting.weights"),
+        (lambda: ImportanceWeighting(weights=[1.0, float("inf")]), "weighting.weights"),
+        (lambda: DPO(label_smoothing=float("nan")), "label_smoothing"),
+        (lambda: LoraSettings(alpha=float("nan")), "lora.alpha"),
+    ],
+)
+def test_out_of_range_model_settings_name_the_setting(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_gradient_clip_val_is_refused(tiny_dm_factory, make_module, value):
+    dm = tiny_dm_factory(batch_size=8)
+    with pytest.raises(ValueError, match=rf"model.gradient_clip_val must be a finite number > 0, got {value}"):
+        make_module(dm, gradient_clip_val=value)
+
+
+def test_resuming_with_other_groups_is_refused_naming_the_difference(tmp_path, tiny_dm_factory, make_module):
+    dm = tiny_dm_factory(batch_size=16)
+    module = make_module(dm, weighting=RobustWeighting())
+    trainer = _fit(module, dm, max_steps=1)
+    ckpt = tmp_path / "a.ckpt"
+    trainer.save_checkpoint(ckpt)
+    dm2 = tiny_dm_factory(batch_size=16, groups=dm.group_names[:3])
+    other = make_module(dm2, weighting=RobustWeighting())
+    with pytest.raises(ValueError, match=r"only in the checkpoint: \['Dunmore', 'Eastvale'\]; only in this run: \[\]"):
+        _fit(other, dm2, max_steps=2, ckpt_path=ckpt)
+
+
+def test_worst_group_metric_says_which_groups_it_covers(tmp_path, caplog, make_module):
+    rows = _pairs("A", 20) + _pairs("B", 3) + _pairs("C", 2)
+    dm = _dm(_jsonl(tmp_path / "d.jsonl", rows))
+    module = make_module(dm)
+    trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+    with caplog.at_level(logging.WARNING):
+        trainer.validate(module, dm, verbose=False)
+        trainer.validate(module, dm, verbose=False)
+    assert trainer.logged_metrics["val/groups_covered"] == 2
+    assert "val/loss/C" not in trainer.logged_metrics
+    warned = [m for m in caplog.messages if "val/worst_group_loss" in m and "cover 2 of 3 groups" in m]
+    assert len(warned) == 1 and "no val pairs of ['C']" in warned[0]

@@ -1,5 +1,4 @@
-"""Speed paths give the same numbers as the plain ones: the prefix-shared forward, cached
-reference log-probs, gradient checkpointing and mixed precision."""
+"""training/reference.py: reference log-probs computed once (or read from the cache file) equal the live reference's."""
 
 from __future__ import annotations
 
@@ -9,111 +8,16 @@ import functools
 import lightning as L
 import pytest
 import torch
-from conftest import TINY_DATA, fit_quietly
+from conftest import TINY_DATA, TINY_LLAMA, StubTokenizer, build_tiny_policy, fit_quietly
 
 from grpo_lightning.core.losses import IPO
 from grpo_lightning.core.weighting import RobustWeighting
 from grpo_lightning.data.tokenization import CHOSEN_KEY, REF_COLUMNS, REJECTED_KEY, PairCollator
 from grpo_lightning.policies import CausalLM, TinyLlama
-from grpo_lightning.policies.prefix_sharing import pack_pairs
 from grpo_lightning.training.reference import ReferenceCacheError, ReferenceLogps, data_fingerprint, weights_fingerprint
 
-TINY = TinyLlama(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-
-
-class _Tok:
-    """Just enough of a tokenizer for ``CausalLM.build`` (vocabulary size, pad, eos)."""
-
-    pad_token_id, eos_token_id = 0, 1
-
-    def __len__(self) -> int:
-        return 50
-
-
-def _ragged_batch():
-    """Four pairs: prompts of 3..9 tokens, completions of 1..4 tokens, chosen and rejected of
-    different lengths (right padding in the collator)."""
-    g = torch.Generator().manual_seed(0)
-    feats = []
-    for i, (p, c, r) in enumerate([(9, 1, 3), (3, 4, 1), (6, 2, 2), (5, 3, 4)]):
-        ids = torch.randint(2, 50, (p + c + r,), generator=g).tolist()
-        feats.append(
-            {
-                "chosen_ids": ids[:p] + ids[p : p + c],
-                "rejected_ids": ids[:p] + ids[p + c :],
-                "prompt_length": p,
-                "group_id": i % 2,
-                "index": i,
-            }
-        )
-    return PairCollator(pad_token_id=0)(feats)
-
-
-def _build(**kw):
-    torch.manual_seed(0)
-    return CausalLM(tiny=TINY, **kw).build(_Tok())
-
-
-@pytest.mark.parametrize("average", [False, True])
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
-def test_prefix_shared_logps_and_grads_equal_concatenated(average, attn):
-    batch = _ragged_batch()
-    plain, shared = _build(prefix_sharing="off", average_log_prob=average), _build(average_log_prob=average)
-    assert shared.prefix_sharing and not plain.prefix_sharing
-    for p in (plain, shared):
-        p.model.config._attn_implementation = attn
-        p._mask_dtype = None if attn == "sdpa" else torch.float32
-    out = []
-    for policy in (plain, shared):
-        c, r = policy.pair_logps(batch)
-        (c.sum() - 0.5 * r.sum()).backward()
-        out.append((c.detach(), r.detach(), {k: p.grad for k, p in policy.model.named_parameters()}))
-        out[-1] += (policy.reference_pair_logps(batch),)
-    (c0, r0, g0, ref0), (c1, r1, g1, ref1) = out
-    torch.testing.assert_close(c1, c0, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(r1, r0, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(ref1, ref0, rtol=1e-5, atol=1e-5)
-    for k in g0:
-        torch.testing.assert_close(g1[k], g0[k], rtol=1e-4, atol=1e-5)
-
-
-def test_packed_layout_hides_chosen_from_rejected():
-    batch = _ragged_batch()
-    packed = pack_pairs(batch)
-    mask = packed.attention_mask[:, 0]
-    p_max, cc = 9, 4
-    assert packed.input_ids.shape == (4, 9 + 4 + 4) and packed.keep == 1 + 4 + 4
-    assert not mask[:, p_max + cc :, p_max : p_max + cc].any(), "rejected never attends chosen"
-    # Row 1 (prompt 3): positions restart at the prompt length for the rejected completion.
-    assert packed.position_ids[1, p_max - 1] == 2 and packed.position_ids[1, p_max] == 3
-    assert packed.position_ids[1, p_max + cc] == 3
-
-
-def test_prefix_sharing_switch():
-    assert not _build(prefix_sharing="off").prefix_sharing
-    assert _build(prefix_sharing="on").prefix_sharing
-    with pytest.raises(ValueError, match="prefix_sharing"):
-        CausalLM(prefix_sharing="sometimes")
-
-
-def test_gradient_checkpointing_policy_only_same_grads():
-    batch = _ragged_batch()
-    grads = []
-    for gc in (False, True):
-        policy = _build(gradient_checkpointing=gc)
-        policy.train()
-        assert policy.model.is_gradient_checkpointing == gc
-        assert not policy.reference.is_gradient_checkpointing, "the reference is never checkpointed"
-        c, r = policy.pair_logps(batch)
-        (c - r).sum().backward()
-        grads.append({k: p.grad for k, p in policy.model.named_parameters()})
-        assert all(p.grad is None for p in policy.reference.parameters())
-    for k in grads[0]:
-        torch.testing.assert_close(grads[1][k], grads[0][k], rtol=1e-5, atol=1e-6)
-
-
-# ---------------------------------------------------------------------------- cached reference
-_fit = fit_quietly
+TINY = TinyLlama(**TINY_LLAMA)
+_Tok, _build, _fit = StubTokenizer, build_tiny_policy, fit_quietly
 
 
 @pytest.mark.slow
@@ -235,12 +139,3 @@ def test_cache_refuses_other_reference_or_data(tiny_dm_factory, tmp_path):
     with pytest.raises(ReferenceCacheError, match="other data"):
         ReferenceLogps.load(path, data={"train": "0" * 64}, reference=ref_a)
     assert ReferenceLogps.file_name(data, ref_a, {}) != ReferenceLogps.file_name(data, ref_b, {})
-
-
-def test_bf16_mixed_runs(tiny_dm_factory, make_module):
-    """The module is precision-agnostic: bf16-mixed (CPU autocast here) trains with finite α."""
-    dm = tiny_dm_factory(batch_size=8)
-    module = make_module(dm, loss=IPO(), weighting=RobustWeighting(step_size=0.5))
-    _fit(module, dm, max_steps=2, precision="bf16-mixed")
-    assert torch.isfinite(module.log_alpha).all()
-    assert module.log_alpha.dtype == torch.float64
