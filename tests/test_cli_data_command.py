@@ -68,11 +68,13 @@ def test_grpo_data_counts_a_recipes_skipped_rows(prism_files, capsys, no_model):
     )  # fmt: skip
     # The fixture's 19 rows (test_data_sources_comparisons.py): 2 of a later turn, 4 with equal ratings and 2 of a
     # participant missing from the survey are skipped, by reason; the other 11 give 8 pairs in 3 countries.
-    assert report["rows"]["kept"] == 8
+    assert report["rows"]["read"] == 19 and report["rows"]["kept"] == 8
     assert report["rows"]["skipped"] == {"excluded_by_where": 2, "ratings_all_equal": 4, "annotator_not_found": 2}
     assert {name: g["train_pairs"] for name, g in report["groups"].items()} == {
         "Canada": 2,
         "United Kingdom": 5,
         "United States": 1,
     }
-    assert "annotator_not_found" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "annotator_not_found" in printed
+    assert "Source: 19 rows read = 11 used + 8 skipped; they give 8 judgements = 8 pairs + 0 skipped" in printed

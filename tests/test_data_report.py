@@ -118,7 +118,9 @@ def test_the_comparisons_source_adds_its_ledgers(tmp_path):
     assert report["rows"] == {"read": 4, "kept": 2, "skipped": {"annotator_not_found": 1, "tie": 1}}
     assert report["source_report"]["rows_read"] == 4 and report["source_report"]["pairs_kept"] == 2
     assert report["source_report"]["rows_skipped"] == {"annotator_not_found": 1, "tie": 1}
-    assert "Source: 4 rows read, 2 used, 2 judgements, 2 pairs" in format_report(report)
+    assert "Source: 4 rows read = 2 used + 2 skipped; they give 2 judgements = 2 pairs + 0 skipped" in format_report(
+        report
+    )
 
 
 def test_fast_on_the_default_generated_data(tmp_path):

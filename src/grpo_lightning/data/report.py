@@ -139,12 +139,16 @@ def data_report(dm, *, min_eval_pairs: int = MIN_EVAL_PAIRS) -> dict[str, Any]:
                     f"group {g!r} has {n} {split} pairs (< {min_eval_pairs}): its {split} metrics rest on too few "
                     "pairs to compare groups"
                 )
+    # A source that builds pairs from other rows (the comparisons source) counts in two units: rows of its table
+    # and the judgements they give; "read" is then its rows, and the skips are rows or judgements by reason
+    # (its ledgers, under source_report, say which). Otherwise a row is a pair: read = kept + skipped.
+    source_report = getattr(dm, "source_report", None)
+    read = source_report["rows_read"] if source_report is not None else dm.rows_in
     report: dict[str, Any] = {
         "source": dm.source_name,
         "data_class": type(dm).__name__,
-        "rows": {"read": dm.rows_in, "kept": kept, "skipped": skipped},
+        "rows": {"read": read, "kept": kept, "skipped": skipped},
     }
-    source_report = getattr(dm, "source_report", None)
     if source_report is not None:
         report["source_report"] = source_report
     report |= {
@@ -177,9 +181,10 @@ def format_report(report: dict[str, Any]) -> str:
     lines += [f"  skipped as {why}: {n}" for why, n in rows["skipped"].items()]
     source = report.get("source_report")
     if source:
+        row_skips, pair_skips = sum(source["rows_skipped"].values()), sum(source["pairs_skipped"].values())
         lines.append(
-            f"Source: {source.get('rows_read')} rows read, {source.get('rows_used')} used, "
-            f"{source.get('judgements')} judgements, {source.get('pairs_kept')} pairs"
+            f"Source: {source['rows_read']} rows read = {source['rows_used']} used + {row_skips} skipped; "
+            f"they give {source['judgements']} judgements = {source['pairs_kept']} pairs + {pair_skips} skipped"
             + (f"; small groups merged: {source['merged_groups']}" if source.get("merged_groups") else "")
         )
     lines.append("Splits: " + ", ".join(f"{name} {n}" for name, n in report["splits"].items()))
