@@ -9,16 +9,14 @@ from grpo_lightning.core.alignment import js_distance, js_divergence, letter_dis
 from grpo_lightning.core.groups import group_counts, group_means, group_sums
 from grpo_lightning.core.logprobs import completion_logps
 from grpo_lightning.core.losses import LOSSES, PreferenceLoss, log_ratios, register_loss
-from grpo_lightning.core.weighting import (
+from grpo_lightning.core.weighting import WEIGHTINGS, GroupWeighting, register_weighting
+from grpo_lightning.core.weighting_functions import (
     ESTIMATORS,
-    WEIGHTINGS,
-    GroupWeighting,
     cvar_log_weights,
     exponentiated_gradient_step,
     generalization_adjustment,
     group_loss_estimate,
     mix_with_uniform,
-    register_weighting,
     tilted_log_weights,
     weighted_objective,
 )

@@ -44,10 +44,8 @@ from grpo_lightning.core.weighting_functions import (
     cvar_log_weights,
     exponentiated_gradient_step,
     generalization_adjustment,
-    group_loss_estimate,
     mix_with_uniform,
     tilted_log_weights,
-    weighted_objective,
 )
 
 AlphaOrder = Literal["paper", "lagged"]
@@ -57,11 +55,9 @@ UpdatePhase = Literal["never", "before", "after"]
 
 __all__ = [
     "ALPHA_ORDERS",
-    "ESTIMATORS",
     "WEIGHTINGS",
     "AlphaOrder",
     "CVaRWeighting",
-    "Estimator",
     "GroupWeighting",
     "ImportanceWeighting",
     "RobustWeighting",
@@ -70,14 +66,6 @@ __all__ = [
     "UpdatePhase",
     "class_config",
     "register_weighting",
-    # the functions the strategies are built on, importable from here as before the split
-    "cvar_log_weights",
-    "exponentiated_gradient_step",
-    "generalization_adjustment",
-    "group_loss_estimate",
-    "mix_with_uniform",
-    "tilted_log_weights",
-    "weighted_objective",
 ]
 
 
