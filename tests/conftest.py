@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 from pathlib import Path
@@ -288,3 +289,86 @@ def ragged_pair_batch():
             }
         )
     return PairCollator(pad_token_id=0)(feats)
+
+
+# ---------------------------------------------------------------- small files and tensors
+
+
+def _write(path: Path, text: str) -> str:
+    """Writes ``text`` to ``path`` (its folders made); returns the path as a string."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+def t(*values):
+    """A float64 tensor of ``values``."""
+    import torch
+
+    return torch.tensor(values, dtype=torch.float64)
+
+
+# ---------------------------------------------------------------- Global Opinion QA rows in its own schema
+# (test_data_sources_goqa.py: building pairs; test_data_sources_goqa_loading.py: reading the table)
+
+GROUPS = ("Japan", "Nigeria", "Egypt")
+
+
+def sel(body: str) -> str:
+    """A selections string in the dataset's own defaultdict form."""
+    return f"defaultdict(<class 'list'>, {{{body}}})"
+
+
+TEA = "['Yes', 'No', \"Don't know\"]"
+# question, selections, options -- with the skip reason(s) each malformed row should produce.
+ROWS: list[tuple[str, str, str]] = [
+    # 0: usable for Japan (B wins), Nigeria (A wins) and France (A/B tie).
+    (
+        "Do you like tea?",
+        sel("'Japan': [0.2, 0.7, 0.1], 'Nigeria': [0.5, 0.3, 0.2], 'France': [0.4, 0.4, 0.2]"),
+        TEA,
+    ),
+    ("", sel("'Japan': [0.2, 0.8]"), "['Yes', 'No']"),  # 1: empty_question
+    ("Q2?", sel("'Japan': []"), "[]"),  # 2: no_options
+    ("Q3?", sel("'Japan': [0.2, 0.8]"), "Yes, No"),  # 3: unparsable_options
+    ("Q4?", "garbage", "['Yes', 'No']"),  # 4: unparsable_selections
+    # 5: Japan wrong_length, Nigeria all_zero, Egypt invalid_shares (negative); France is not configured
+    (
+        "Q5?",
+        sel("'Japan': [0.5, 0.5], 'Nigeria': [0.0, 0.0, 0.0], 'Egypt': [-0.1, 0.6, 0.5], 'France': [1, 0, 0]"),
+        TEA,
+    ),
+    # 6: ties -- Japan A/B (A wins), Egypt B/C (B wins)
+    ("Q6?", sel("'Japan': [0.4, 0.4, 0.2], 'Egypt': [0.1, 0.45, 0.45]"), TEA),
+    ("Q7?", sel("'France': [0.9, 0.1]"), "['Yes', 'No']"),  # 7: no configured country -- not a skip
+    ("Q8?", "__import__('os').system('echo pwned')", "['Yes', 'No']"),  # 8: unparsable_selections
+    # 9: options with nested quotes
+    ("Q9?", sel("'Japan': [0.3, 0.7]"), '[\'He said "yes"\', "It\'s fine"]'),
+    ("Q10?", sel("'Egypt': [nan, 0.5, 0.5]"), TEA),  # 10: invalid_shares (NaN)
+    ("Q11?", sel("'Japan': [1.0]"), "['Only']"),  # 11: single_option
+]
+EXPECTED_SKIPS = {
+    "empty_question": 1,
+    "no_options": 1,
+    "unparsable_options": 1,
+    "unparsable_selections": 2,
+    "wrong_length": 1,
+    "all_zero": 1,
+    "invalid_shares": 2,
+    "single_option": 1,
+}
+
+
+def write_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["question", "selections", "options", "source"])
+        writer.writerows([(*row, "") for row in rows])
+    return path
+
+
+@pytest.fixture()
+def table(tmp_path: Path) -> datasets.Dataset:
+    from grpo_lightning.data.sources.goqa_loading import load_goqa_table
+
+    return load_goqa_table(str(write_csv(tmp_path / "goqa.csv", ROWS)))

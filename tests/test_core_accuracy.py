@@ -1,4 +1,5 @@
-"""Pairwise accuracy counts ties ½: hand numbers, the epoch metric, and a start model reading chance."""
+"""Pairwise accuracy counts ties ½: hand numbers and a start model reading chance (the
+per-group epoch metric: test_metrics_group_metrics.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import torch
 
 from grpo_lightning.core import pair_accuracy
 from grpo_lightning.core.losses import IPO
-from grpo_lightning.metrics import GroupPreferenceMetrics
 
 
 def test_pair_accuracy_hand_numbers():
@@ -23,28 +23,6 @@ def test_pair_accuracy_all_ties_is_chance_and_nan_is_wrong():
     assert pair_accuracy(torch.tensor([float("nan"), float("inf"), -float("inf")])).tolist() == [0.0, 1.0, 0.0]
     assert pair_accuracy(torch.tensor([0, 2, -1])).tolist() == [0.5, 1.0, 0.0]  # integer input: float credits
     assert pair_accuracy(torch.zeros(2, dtype=torch.float64)).dtype == torch.float64
-
-
-def test_group_metrics_count_ties_half():
-    """Group A: reward h = (1, 0) → 0.75; group B: h = (−2, 0) → 0.25. Log-prob h = (0, 1, 0, −1) → A 0.75,
-    B 0.25; reference log-probs all tied → 0.5 everywhere."""
-    metric = GroupPreferenceMetrics(["A", "B"], "val")
-    zeros = torch.zeros(4)
-    metric.update(
-        losses=torch.ones(4),
-        chosen_rewards=torch.tensor([1.0, 0.0, -2.0, 0.0]),
-        rejected_rewards=zeros,
-        policy_chosen=torch.tensor([-1.0, -1.0, -3.0, -2.0]),
-        policy_rejected=torch.tensor([-1.0, -2.0, -3.0, -1.0]),
-        reference_chosen=zeros,
-        reference_rejected=zeros,
-        group=torch.tensor([0, 0, 1, 1]),
-    )
-    out = metric.compute()
-    assert out["val/reward_acc/A"].item() == 0.75 and out["val/reward_acc/B"].item() == 0.25
-    assert out["val/min_group_reward_acc"].item() == 0.25
-    assert out["val/logp_acc/A"].item() == 0.75 and out["val/logp_acc/B"].item() == 0.25
-    assert out["val/ref_logp_acc/A"].item() == 0.5 and out["val/min_group_ref_logp_acc"].item() == 0.5
 
 
 def test_start_model_equal_to_its_reference_reads_half(tiny_dm_factory, make_module):

