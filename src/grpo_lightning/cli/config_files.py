@@ -4,7 +4,6 @@ loss and the weighting (``model.loss: {name: ipo}``). Used by ``--config`` of th
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from pathlib import Path
@@ -14,24 +13,22 @@ from jsonargparse import ActionConfigFile, get_config_read_mode
 from jsonargparse import Path as ConfigPath
 from omegaconf import OmegaConf
 
-from grpo_lightning.core.losses import LOSSES
-from grpo_lightning.core.weighting import WEIGHTINGS
-from grpo_lightning.training.hparams import refuse_by_name_form
+from grpo_lightning.training.hparams import import_class, refuse_by_name_form
 
 
 def method_short_name(class_path: str) -> str:
     """The short name (``ipo``, ``robust``) of the loss or weighting class a ``class_path`` names, as a bare class
     name or an import path: the ``${method:...}`` resolver of configs/base/method_name.yaml, so that run names stay
-    ``<loss>_<weighting>`` (``dpo_robust``). A class without a ``name`` gives its class name in lower case."""
-    for cls in (*LOSSES.values(), *WEIGHTINGS.values()):
-        if class_path in (cls.__name__, f"{cls.__module__}.{cls.__qualname__}"):
-            return cls.name
-    module_name, _, name = str(class_path).rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module_name), name) if module_name else None
-    except (ImportError, AttributeError):
-        cls = None
-    return getattr(cls, "name", "") or name.lower()
+    ``<loss>_<weighting>`` (``dpo_robust``). The class is resolved as the settings resolve it
+    (:func:`~grpo_lightning.training.hparams.import_class`); one without a ``name``, or a path that names neither a
+    loss nor a weighting, gives its class name in lower case."""
+    for setting in ("model.loss", "model.weighting"):
+        try:
+            cls = import_class(str(class_path), setting)
+        except ValueError:
+            continue
+        return cls.name or cls.__name__.lower()
+    return str(class_path).rpartition(".")[2].lower()
 
 
 # Registered once at import: omegaconf+ resolves ${method:...} after all configs and flags are merged.

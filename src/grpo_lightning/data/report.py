@@ -7,14 +7,9 @@ N_g / N, the train/val/test pairs per group, token lengths of prompts and answer
 chosen and rejected tokenise identically, duplicate pairs, and a warning per group too small to evaluate.
 :func:`format_report` prints it; :func:`write_report` writes it as JSON.
 
-Intended use, in the CLI's ``grpo data --config …`` and beside a run's logs (the datamodule the CLI built)::
-
-    from grpo_lightning.data.report import data_report, format_report, write_report
-
-    datamodule.setup("fit")
-    report = data_report(datamodule)
-    print(format_report(report))
-    write_report(report, Path(log_dir) / "data_report.json")
+Its callers: ``grpo data --config …`` prints it for the data module the configs build
+(:mod:`grpo_lightning.cli.data_command`), and every ``grpo fit`` writes it as ``<log dir>/data_report.json``
+(:class:`grpo_lightning.callbacks.data_report.DataReportWriter`); both call ``data_report(dm)`` on a set-up module.
 """
 
 from __future__ import annotations
